@@ -1,0 +1,3 @@
+from haig.cli import main
+
+raise SystemExit(main())
