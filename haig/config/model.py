@@ -17,7 +17,7 @@ def opt(default, lo=None, hi=None, choices=None, doc=""):
     if choices is not None:
         meta["choices"] = tuple(choices)
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+        default = tuple(default)  # frozen config: lists become tuples (hashable, immutable)
     return field(default=default, metadata=meta)
 
 
@@ -25,11 +25,12 @@ def opt(default, lo=None, hi=None, choices=None, doc=""):
 class Main:
     """`config haig 'main'`"""
 
+    enabled: bool = opt(True, doc="0 keeps the service stopped (the init script checks it); the shipped file has 0 until it is filled in")
     role: str = opt("gateway", choices=("gateway", "endpoint"), doc="which end of the link this box is")
     gateway_id: str = opt("", doc="gateway role: this home's identity, as the endpoint knows it")
     key: str = opt("", doc="gateway role: shared secret with the endpoint (>= 16 characters)")
     port: int = opt(8888, 1, 65535, doc="SCTP port of the endpoint")
-    bind: list = opt([], doc="endpoint role: local addresses of the endpoint's SCTP socket (one per uplink it serves)")
+    bind: tuple[str, ...] = opt((), doc="endpoint role: local addresses of the endpoint's SCTP socket (one per uplink it serves)")
     rto_initial: int = opt(1000, 10, 60000, doc="SCTP RTO initial, ms (per association)")
     rto_min: int = opt(100, 10, 60000, doc="SCTP RTO minimum, ms (per association)")
     rto_max: int = opt(1000, 10, 60000, doc="SCTP RTO maximum, ms (per association)")
@@ -39,7 +40,7 @@ class Main:
     queue: int = opt(256, 1, 65536, doc="datagrams queued per direction before new ones are dropped (and counted)")
     max_datagram: int = opt(65507, 64, 65507, doc="largest datagram carried; larger ones are dropped and counted")
     udp_port: int = opt(9899, 1, 65535, doc="local UDP port for SCTP-over-UDP (RFC 6951) when an uplink uses udp_encap")
-    api_listen: str = opt("127.0.0.1:8990", doc="host:port of the JSON API and panel; empty disables it")
+    api_listen: str = opt("127.0.0.1:8990", doc="host:port of the JSON API and panel; '0' (or off/none) disables it, and the Config then holds ''")
     api_token: str = opt("", doc="token required by the API when api_listen is not loopback")
     log_level: str = opt("info", choices=("debug", "info", "warning", "error"), doc="log verbosity")
 
@@ -52,7 +53,7 @@ class Uplink:
     interface: str = opt("", doc="OpenWrt logical interface (e.g. wan, wwan); its device and address are watched")
     device: str = opt("", doc="Linux network device; empty = resolved from interface")
     metric: int = opt(1, 1, 255, doc="priority as in mwan3: the lowest metric among healthy uplinks carries traffic")
-    local_address: str = opt("", doc="this uplink's own IPv4 address; empty = taken from the device")
+    local_address: str = opt("", doc="this uplink's own address; empty = taken from the device")
     endpoint_address: str = opt("", doc="the endpoint's address reached over this uplink (one per uplink: a path is a peer address)")
     gateway: str = opt("", doc="next hop of this uplink, for the policy route pinning endpoint_address to it; empty = on-link/none")
     metered: bool = opt(False, doc="pay-per-byte link: slow heartbeats while idle, no bulk traffic unless it is the only path")
