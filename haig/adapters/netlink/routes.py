@@ -34,6 +34,7 @@ TABLE_SPAN = 64
 RULE_PRIORITY = 990  # before mwan3 (1001+) and the main table (32766)
 GUARD_METRIC = 65535
 RTN_UNREACHABLE = 7
+RT_SCOPE_NOWHERE = 255
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ class RouteReconciler:
                 tos=r.tos,
                 priority=r.priority,
                 type=r.type,
+                scope=RT_SCOPE_NOWHERE,  # "any scope": pyroute2 would send 0 (universe) otherwise
             )
             attempt(
                 f"del route {r.dst}/{r.dst_len} metric {r.priority} table {r.table}",
