@@ -129,3 +129,9 @@ def test_dump_round_trips_awkward_values():
         ("service", None, {"l": ["a b", "", "'"]}),
     ]
     assert quote("a'b") == "'a'\\''b'"
+
+
+def test_reads_what_uci_export_writes():
+    # libuci's export quotes everything, types and option names included
+    s = one("package 'haig'\n\nconfig 'uplink' 'wan'\n\toption 'metric' '1'\n\tlist 'x' 'it'\\''s'\n")
+    assert (s.type, s.name, s.get("metric"), s.get("x")) == ("uplink", "wan", "1", ["it's"])
