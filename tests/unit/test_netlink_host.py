@@ -19,8 +19,13 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from haig.adapters.netlink import GUARD_METRIC, RULE_PRIORITY, TABLE_BASE, LinkWatcher
-from haig.adapters.netlink import RouteReconciler
+from haig.adapters.netlink import (
+    GUARD_METRIC,
+    RULE_PRIORITY,
+    TABLE_BASE,
+    LinkWatcher,
+    RouteReconciler,
+)
 from haig.config.model import Uplink
 
 BOUND = 5.0  # seconds; a ceiling, never a measurement
