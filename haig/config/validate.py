@@ -18,6 +18,7 @@ Decisions (also stated in docs/options.md):
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 import typing
@@ -56,9 +57,14 @@ def option_fields(cls: type) -> list[Field]:
     return [f for f in fields(cls) if f.name != "name"]
 
 
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
 def field_kind(cls: type, f: Field) -> str:
     """'bool', 'int', 'str' or 'list' (a UCI list of strings)."""
-    t = typing.get_type_hints(cls)[f.name]
+    t = _hints(cls)[f.name]
     if typing.get_origin(t) in (tuple, list) or t in (tuple, list):
         return "list"
     return {bool: "bool", int: "int", str: "str"}[t]
@@ -117,7 +123,7 @@ def is_placeholder(value: str) -> bool:
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """An IPv4 or IPv6 literal (no brackets, no names). Raises ValueError."""
     try:
-        return ipaddress.ip_address(text.strip())
+        return ipaddress.ip_address(text)  # no strip: ' 1.2.3.4' is refused, visibly quoted
     except ValueError:
         raise ValueError(f"'{text}' is not an IPv4 or IPv6 address") from None
 
@@ -125,7 +131,7 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 def parse_hostport(text: str, names: bool = True) -> tuple[str, int]:
     """Split `host:port`. Host: IPv4 literal, `[IPv6]` literal, or (if `names`) a host
     name. Returns (host without brackets, port). Raises ValueError saying what is wrong."""
-    s = text.strip()
+    s = text
     if s.startswith("["):
         host, sep, port = s[1:].partition("]:")
         if not sep:

@@ -125,3 +125,26 @@ def test_options_doc_lists_every_option_with_default_and_range():
     assert "| `role` | `gateway` | one of gateway, endpoint |" in doc
     assert "| `list bind` | (none) |" in doc
     assert "| `metered` | `0` | 0/1" in doc
+
+
+def test_endpoint_summary(tmp_path):
+    p = tmp_path / "haig"
+    p.write_text("""
+config haig 'main'
+	option role 'endpoint'
+	list bind '192.0.2.1'
+config gateway 'home_1'
+	option key '0123456789abcdef'
+config gateway 'home_2'
+	option key '0123456789abcdef'
+	option enabled 'no'
+config service 'openvpn'
+	option target '127.0.0.1:1194'
+	option ttl '0'
+""")
+    out = io.StringIO()
+    assert check_config_cli(Namespace(config=str(p), role=None), out, io.StringIO()) == 0
+    text = out.getvalue()
+    assert "bound to: 192.0.2.1" in text and "home_2   (disabled)" in text
+    assert "target 127.0.0.1:1194  fully reliable" in text
+    assert "0123456789abcdef" not in text

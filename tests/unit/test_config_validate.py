@@ -353,3 +353,8 @@ def test_every_model_field_has_a_known_kind_and_doc():
                 lo, hi = f.metadata["range"]
                 assert lo <= f.default <= hi
         assert dataclasses.is_dataclass(cls)
+
+
+def test_stray_spaces_in_addresses_are_refused_visibly():
+    errs = errors(GATEWAY.replace("'192.0.2.1'", "' 192.0.2.1'"))
+    assert any("option endpoint_address = ' 192.0.2.1' is not an IP address" in e for e in errs), errs
