@@ -52,6 +52,7 @@ class LinkWatcher:
         self.retry_delay = retry_delay
         self.tracker = LinkTracker(self.uplinks)
         self.resyncs = 0  # times the view was rebuilt after lost events (observability, tests)
+        self.errors = 0  # other failures (socket could not be opened...), retried after retry_delay
         self._stopping = False
         self._events: Any = None
         self._on_change: OnChange | None = None
@@ -78,7 +79,7 @@ class LinkWatcher:
                     log.warning("netlink events lost (%s): resynchronising", e)
                     continue
                 log.error("netlink watcher failed (%s); reopening in %.1fs", e, self.retry_delay)
-                self.resyncs += 1
+                self.errors += 1
                 await asyncio.sleep(self.retry_delay)
             finally:
                 self._close()
