@@ -11,8 +11,8 @@ silently, and without the guard the lookup would fall through to the main table 
 carry that path over *another* uplink — SCTP would then see a dead uplink as healthy.
 
 `plan()` is pure (facts in, actions out); `RouteReconciler` dumps, plans and applies
-with pyroute2's synchronous `IPRoute` (present in pyroute2 0.7 and 0.9 alike), so the
-async daemon runs it in a worker thread.
+with pyroute2's synchronous `IPRoute` (checked with pyroute2 0.9.7 and 0.7.9, the version
+OpenWrt's feed ships), so the async daemon runs it in a worker thread.
 """
 
 from __future__ import annotations
@@ -182,7 +182,14 @@ class RouteReconciler:
     def _ipr(self) -> Any:
         from pyroute2 import IPRoute
 
-        return IPRoute(netns=self.netns) if self.netns else IPRoute()
+        if not self.netns:
+            return IPRoute()
+        try:
+            return IPRoute(netns=self.netns)  # pyroute2 >= 0.9
+        except TypeError:
+            from pyroute2 import NetNS  # pyroute2 0.7 (OpenWrt's python3-pyroute2)
+
+            return NetNS(self.netns)
 
     def plan(self) -> Plan:
         with self._ipr() as ipr:

@@ -56,7 +56,7 @@ class LinkTracker:
             (u.name, uplink_device(u), u.local_address, bool(u.gateway)) for u in uplinks
         ]
         self._links: dict[int, LinkFact] = {}
-        self._routes: dict[tuple, RouteFact] = {}
+        self._routes: dict[tuple, RouteFact] = {}  # default routes only, by RouteFact.ident
         self._addrs: dict[tuple[int, str], AddrFact] = {}
         # Devices a default route was seen through: losing it then means losing the uplink.
         # Kept across resyncs and device removal (a memory, not a fact of the kernel).
@@ -100,16 +100,17 @@ class LinkTracker:
         if isinstance(fact, LinkFact):
             self._absorb_link(fact)
         elif isinstance(fact, RouteFact):
+            if not fact.is_default:
+                return  # only default routes matter; a router's other routes are not kept
             if fact.gone:
                 if self._routes.pop(fact.ident, None) is None and not fact.oifs:
                     # a delete naming no nexthop: drop every route of that key
                     self._routes = {k: r for k, r in self._routes.items() if r.key != fact.key}
             else:
                 self._routes[fact.ident] = fact
-                if fact.is_default:
-                    self._had_default.update(
-                        self._links[i].ifname for i in fact.oifs if i in self._links
-                    )
+                self._had_default.update(
+                    self._links[i].ifname for i in fact.oifs if i in self._links
+                )
         elif isinstance(fact, AddrFact):
             if fact.gone:
                 self._addrs.pop((fact.index, fact.address), None)
@@ -130,7 +131,7 @@ class LinkTracker:
         if old is None:
             # Routes dumped before their link (or a default route seen early) name this device now.
             for route in self._routes.values():
-                if route.is_default and fact.index in route.oifs:
+                if fact.index in route.oifs:
                     self._had_default.add(fact.ifname)
 
     def _forget_routes(self, index: int) -> None:
@@ -166,7 +167,7 @@ class LinkTracker:
         if configured and configured not in {a.address for a in addrs}:
             return down(f"address {configured} not on {dev}", local)
         if has_gateway or dev in self._had_default:
-            if not any(r.is_default and index in r.oifs for r in self._routes.values()):
+            if not any(index in r.oifs for r in self._routes.values()):
                 if dev in self._had_default:
                     return down(f"default route via {dev} removed", local)
                 return down(f"no default route via {dev}", local)

@@ -5,6 +5,7 @@ dumps (requests and events on one socket interleave badly). The event socket is 
 *before* the dump so nothing falls between dump and subscription. When the kernel
 drops events (ENOBUFS: our receive buffer overflowed) the view can no longer be
 trusted: the watcher reopens both sockets and dumps again (a resync) instead of dying.
+Needs pyroute2 >= 0.9 (AsyncIPRoute); the parsing and the tracker do not.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class LinkWatcher:
     async def run(self, on_change: OnChange) -> None:
         """Watch until stop(). on_change(uplink, up, reason) is called for the initial
         state of every uplink and then for each change (from the event loop's thread)."""
+        try:
+            from pyroute2 import AsyncIPRoute  # noqa: F401
+        except ImportError as e:  # pyroute2 0.7 (OpenWrt's feed today) has no asyncio API
+            raise RuntimeError("LinkWatcher needs pyroute2 >= 0.9 (AsyncIPRoute)") from e
         self._on_change = on_change
         self._stopping = False
         while not self._stopping:
