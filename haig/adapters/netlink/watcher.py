@@ -54,7 +54,8 @@ class LinkWatcher:
         self.tracker = LinkTracker(self.uplinks)
         self.resyncs = 0  # times the view was rebuilt after lost events (observability, tests)
         self.errors = 0  # other failures (socket could not be opened...), retried after retry_delay
-        self._stopping = False
+        self._stopping = False  # one-shot: stop() before run() makes run() return at once
+        self._pending_resync = False
         self._events: Any = None
         self._on_change: OnChange | None = None
         self._ready = asyncio.Event()
@@ -69,7 +70,6 @@ class LinkWatcher:
         except ImportError as e:  # pyroute2 0.7 (OpenWrt's feed today) has no asyncio API
             raise RuntimeError("LinkWatcher needs pyroute2 >= 0.9 (AsyncIPRoute)") from e
         self._on_change = on_change
-        self._stopping = False
         while not self._stopping:
             try:
                 await self._session()
@@ -111,8 +111,6 @@ class LinkWatcher:
             self._close()
 
     # -- internals -------------------------------------------------------------------
-
-    _pending_resync = False
 
     async def _session(self) -> None:
         from pyroute2 import AsyncIPRoute
