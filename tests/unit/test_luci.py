@@ -1,0 +1,302 @@
+"""luci-app-haig without a router: menu and ACL structure, JavaScript syntax
+(wrapped as LuCI's loader wraps views), the status view run under node on
+snapshots of the real StatusModel, the settings form against the config
+model, and translations. How LuCI renders it in a browser is checked only on
+a router."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from haig.config import model
+from haig.core.status import StatusModel
+from haig.surfaces.replay import apply_phase, load_recording
+from haig.surfaces.ubus_adapter import SIGNATURES
+from tests.unit.openwrt_support import REPO, tool
+
+APP = REPO / "luci-app-haig"
+VIEWS = APP / "htdocs/luci-static/resources/view"
+MENU = APP / "root/usr/share/luci/menu.d/luci-app-haig.json"
+ACL = APP / "root/usr/share/rpcd/acl.d/luci-app-haig.json"
+HARNESS = Path(__file__).with_name("luci_harness.js")
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
+
+ACTION_TYPES = {"firstchild", "view", "alias", "rewrite", "template", "call", "cbi", "form", "function"}
+
+
+def js_files() -> list[Path]:
+    return sorted(VIEWS.rglob("*.js"))
+
+
+# ------------------------------------------------------------- menu and ACL
+
+def test_menu_entries_are_well_formed():
+    menu = json.loads(MENU.read_text())
+    assert set(menu) == {"admin/services/haig", "admin/services/haig/status", "admin/services/haig/settings"}
+    for path, entry in menu.items():
+        assert isinstance(entry["title"], str) and entry["title"]
+        assert entry["action"]["type"] in ACTION_TYPES, path
+        if entry["action"]["type"] == "view":
+            view = VIEWS / (entry["action"]["path"] + ".js")
+            assert view.is_file(), f"{path} points at a missing view {view}"
+    top = menu["admin/services/haig"]
+    assert top["action"]["type"] == "firstchild"
+    assert top["depends"]["acl"] == ["luci-app-haig"]
+    assert top["depends"]["uci"] == {"haig": True}
+
+
+def test_acl_grants_what_the_views_call_and_nothing_else():
+    acl = json.loads(ACL.read_text())
+    assert list(acl) == ["luci-app-haig"], "the ACL group is the one the menu depends on"
+    grp = acl["luci-app-haig"]
+    assert grp["read"]["uci"] == ["haig"] and grp["write"]["uci"] == ["haig"]
+    read, write = set(grp["read"]["ubus"]["haig"]), set(grp["write"]["ubus"]["haig"])
+    assert read == {"status", "events"}
+    assert write == {"set_primary", "reload"}
+    assert read | write == set(SIGNATURES), "ACL and the daemon's ubus methods differ"
+    declared = set()
+    for js in js_files():
+        for obj, method in re.findall(r"object:\s*'(\w+)',\s*method:\s*'(\w+)'", js.read_text()):
+            declared.add((obj, method))
+    assert declared, "no rpc.declare found"
+    for obj, method in declared:
+        assert obj == "haig" and method in read | write, f"{obj}.{method} not granted"
+
+
+def test_rpc_params_match_the_ubus_signatures():
+    text = (VIEWS / "haig/status.js").read_text()
+    for method, params in re.findall(r"method:\s*'(\w+)',\s*params:\s*\[([^\]]*)\]", text):
+        names = re.findall(r"'(\w+)'", params)
+        assert set(names) == set(SIGNATURES[method]), method
+
+
+# ------------------------------------------------------------ JavaScript
+
+@needs_node
+@pytest.mark.parametrize("js", js_files(), ids=lambda p: p.name)
+def test_views_are_valid_javascript(js, tmp_path):
+    """LuCI compiles a view's source as a function body, so top-level `return
+    view.extend(...)` is legal there: check it the same way."""
+    text = js.read_text()
+    assert text.startswith("'use strict';\n'require view';\n")
+    wrapped = tmp_path / js.name
+    wrapped.write_text("(function(L, _, E) {\n" + text + "\n});\n")
+    res = subprocess.run([NODE, "--check", str(wrapped)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    # the check does reject a broken view (one brace too many)
+    broken = tmp_path / ("broken-" + js.name)
+    broken.write_text("(function(L, _, E) {\n" + text + "\n}});\n")
+    assert subprocess.run([NODE, "--check", str(broken)], capture_output=True, timeout=60).returncode != 0
+
+
+# --------------------------------------------------- status view under node
+
+RECORDING = REPO / "tests/fixtures/recorded_run.json"
+T0 = 1_700_000_000.0
+
+
+def snapshots() -> dict[str, dict]:
+    """Snapshot after each phase of the recorded failover run (fresh copies)."""
+    return copy.deepcopy(_snapshots())
+
+
+@functools.cache
+def _snapshots() -> dict[str, dict]:
+    rec = load_recording(RECORDING)
+    m = StatusModel(started_at=T0)
+    out = {}
+    for phase in rec["phases"]:
+        apply_phase(m, rec, phase, T0)
+        out[phase] = m.snapshot(T0 + 120)
+    return out
+
+
+def run_view(tmp_path: Path, case: dict) -> dict:
+    f = tmp_path / "case.json"
+    f.write_text(json.dumps(case))
+    res = subprocess.run([NODE, str(HARNESS), str(VIEWS / "haig/status.js"), str(f)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+@needs_node
+@pytest.mark.parametrize("phase,level,text", [
+    ("boot", "ok", "Connected via DSL"),
+    ("failover", "backup", "Connected, on LTE backup"),
+    ("recovery", "backup", "Connected, on LTE backup"),  # hold-down: no flip-flop yet
+    ("failback", "ok", "Connected via DSL"),
+])
+def test_headline_follows_the_recorded_failover(tmp_path, phase, level, text):
+    st = snapshots()[phase]
+    report = run_view(tmp_path, {"status": st, "events": None, "networks": {}, "drop_summary": True})
+    assert report["headline"]["level"] == level
+    assert report["headline"]["text"] == text
+    # the view's own reading of uplinks/metrics agrees with the daemon's summary
+    assert report["headline_without_summary"] == report["headline"]
+
+
+@needs_node
+def test_headline_names_the_link_by_its_protocol(tmp_path):
+    st = copy.deepcopy(snapshots()["failover"])
+    for u in st["uplinks"]:
+        u["name"] = {"dsl": "main", "lte": "backup"}[u["name"]]
+    st["primary"] = "backup"
+    report = run_view(tmp_path, {"status": st, "events": None,
+                                 "networks": {"wan": "pppoe", "wwan": "qmi"}})
+    assert report["headline"]["text"] == "Connected, on LTE backup"
+
+
+@needs_node
+def test_daemon_not_running_says_not_connected(tmp_path):
+    report = run_view(tmp_path, {"status": None, "events": None, "networks": {}})
+    assert report["headline"]["level"] == "down"
+    assert report["headline"]["text"] == "Not connected"
+    assert "not running" in report["text"]
+
+
+@needs_node
+def test_association_down_is_not_connected(tmp_path):
+    st = copy.deepcopy(snapshots()["boot"])
+    for a in st["associations"]:
+        a["state"] = "down"
+    del st["summary"]
+    report = run_view(tmp_path, {"status": st, "events": None, "networks": {}})
+    assert report["headline"]["text"] == "Not connected"
+
+
+@needs_node
+def test_status_page_shows_uplinks_timeline_and_polls(tmp_path):
+    st = snapshots()["failback"]
+    newer = {"t": T0 + 130, "kind": "failover", "subject": "dsl", "old": "dsl", "new": "lte",
+             "reason": "test", "detail": {}, "seq": st["last_event_seq"] + 1}
+    events = {"schema_version": 1, "events": [newer], "last_seq": newer["seq"]}
+    report = run_view(tmp_path, {"status": st, "events": events, "networks": {}})
+    text = report["text"]
+    for u in st["uplinks"]:
+        assert u["name"] in text and u["interface"] in text
+        if u["srtt_ms"] is not None:
+            assert f"{int(u['srtt_ms'])} ms" in text
+    assert "Switched from dsl to lte" in text  # the recorded failover, in the timeline
+    assert report["polls"] == [5]
+    assert {"object": "haig", "method": "events", "params": ["since"], "args": [st["last_event_seq"]]} in report["calls"]
+    # the poll fetched events newer than the snapshot's and added them
+    assert report["events_after_poll"][-1] == newer["seq"]
+    assert report["events_after_poll"] == sorted(set(report["events_after_poll"]))
+
+
+# --------------------------------------------------------- settings vs model
+
+SECTION_TYPES = {"haig": model.Main, "uplink": model.Uplink, "service": model.Service, "gateway": model.Peer}
+
+
+def form_options() -> dict[tuple[str, str], dict]:
+    """(section type, option) -> {widget, datatype, values, default} read from settings.js."""
+    text = (VIEWS / "haig/settings.js").read_text()
+    out: dict[tuple[str, str], dict] = {}
+    stype, current = None, None
+    for line in text.splitlines():
+        m = re.search(r"m\.section\(form\.NamedSection,\s*'\w+',\s*'(\w+)'", line) or \
+            re.search(r"m\.section\(form\.\w+,\s*'(\w+)'", line)
+        if m:
+            stype = m.group(1)
+            continue
+        m = re.search(r"(?:s\.(?:tab)?option|intOption)\((?:s,\s*)?(?:'\w+',\s*)?(form\.\w+|widgets\.\w+|'\w+')", line)
+        if m:
+            name_m = re.search(r"(?:form|widgets)\.\w+,\s*'(\w+)'", line) or \
+                re.search(r"intOption\(s,\s*'\w+',\s*'(\w+)'", line)
+            widget = m.group(1) if "." in m.group(1) else "intOption"
+            current = {"widget": widget, "datatype": None, "values": [], "default": None}
+            if widget == "intOption":
+                lo, hi, dflt = re.search(r",\s*(\d+),\s*(\d+),\s*(\d+)\s*[,)]", line).groups()
+                current |= {"datatype": f"and(uinteger,range({lo},{hi}))", "default": dflt}
+            out[(stype, name_m.group(1))] = current
+            continue
+        if current is None:
+            continue
+        if m := re.search(r"o\.datatype = '([^']*)'", line):
+            current["datatype"] = m.group(1)
+        elif m := re.search(r"o\.value\('([^']*)'", line):
+            current["values"].append(m.group(1))
+        elif m := re.search(r"o\.default = '([^']*)'", line):
+            current["default"] = m.group(1)
+    return out
+
+
+def model_fields() -> dict[tuple[str, str], dataclasses.Field]:
+    return {(stype, f.name): f for stype, cls in SECTION_TYPES.items()
+            for f in dataclasses.fields(cls) if f.name != "name"}
+
+
+def test_settings_cover_exactly_the_model():
+    form, fields = set(form_options()), set(model_fields())
+    assert not form - fields, f"options the model does not know: {sorted(form - fields)}"
+    assert not fields - form, f"model options missing from the settings page: {sorted(fields - form)}"
+
+
+def test_settings_types_ranges_defaults_match_the_model():
+    form = form_options()
+    for key, f in model_fields().items():
+        o = form[key]
+        meta = f.metadata
+        if f.type in ("bool",) or isinstance(f.default, bool):
+            assert o["widget"] == "form.Flag", key
+            assert o["default"] == ("1" if f.default else "0"), key
+        elif "choices" in meta:
+            assert o["widget"] == "form.ListValue", key
+            assert o["values"] == list(meta["choices"]), key
+            assert o["default"] == f.default, key
+        elif "range" in meta:
+            lo, hi = meta["range"]
+            assert o["datatype"] and f"range({lo},{hi})" in o["datatype"], key
+            assert "uinteger" in o["datatype"], key
+            if o["default"] is not None:
+                assert o["default"] == str(f.default), key
+
+
+def test_settings_parser_sees_what_it_should():
+    """Guard for the parser above: a few options read back as written."""
+    form = form_options()
+    assert form[("uplink", "interface")]["widget"] == "widgets.NetworkSelect"
+    assert form[("haig", "rto_min")]["datatype"] == "and(uinteger,range(10,60000))"
+    assert form[("haig", "role")]["values"] == ["gateway", "endpoint"]
+    assert form[("uplink", "endpoint_address")]["datatype"] == "ipaddr(1)"
+
+
+# ------------------------------------------------------------ translations
+
+def test_pot_is_up_to_date():
+    pot = tool("luci-pot")
+    assert pot.render(pot.collect()) == (APP / "po/templates/haig.pot").read_text(encoding="utf-8"), \
+        "run tools/luci-pot"
+
+
+def test_every_translatable_string_is_in_the_pot():
+    pot = tool("luci-pot")
+    ids = pot.pot_msgids((APP / "po/templates/haig.pot").read_text(encoding="utf-8"))
+    for js in js_files():
+        strings = {s for s, _ in pot.js_strings(js)}
+        assert strings, js
+        assert strings <= ids, f"{js.name}: not in the .pot: {sorted(strings - ids)}"
+    for title in (e["title"] for e in json.loads(MENU.read_text()).values()):
+        assert title in ids
+
+
+@needs_node
+def test_pot_scanner_agrees_with_what_the_view_translates(tmp_path):
+    """Strings the running view passed to _() were all found by the scanner
+    (a _() call the scanner cannot read would be missing from the .pot)."""
+    pot = tool("luci-pot")
+    ids = pot.pot_msgids((APP / "po/templates/haig.pot").read_text(encoding="utf-8"))
+    report = run_view(tmp_path, {"status": snapshots()["failover"], "events": None, "networks": {}})
+    assert set(report["translated"]) <= ids
