@@ -23,8 +23,9 @@ Rules
   a strictly lower metric that is healthy and not suspect. So a lossy preferred uplink
   (toggling pf/active) costs exactly one switch away and one switch back, hold_down after
   it last recovered; equal metrics never switch.
-* **No healthy uplink**: keep the primary unless another uplink is strictly less bad
-  (link up before link down; active-unconfirmed < pf < unknown < unreachable < removed),
+* **No healthy uplink**: keep the primary unless another uplink the kernel reported on is
+  strictly less bad (link up before link down; then unconfirmed < pf < unreachable;
+  never an uplink in state unknown or removed),
   and say so once with a PATH_STATE event on subject "haig" (ok -> no_healthy_path, and
   back when an uplink is healthy again). Before any uplink was healthy, primary is None.
 * **Forced primary** (operator): the forced uplink is primary while it is healthy,
@@ -53,7 +54,7 @@ Events (haig.core.events kinds):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,7 +159,10 @@ class PathPolicy:
         hold_down: float,
         now: float,
         history: EventHistory | None = None,
+        event_time: Callable[[float], float] | None = None,
     ) -> None:
+        """`now` is any monotonic clock (hold-down must not jump with NTP); `event_time`
+        maps it to the timestamp events carry (e.g. to Unix time), identity by default."""
         if not uplinks:
             raise ValueError("PathPolicy needs at least one uplink")
         if hold_down < 0:
@@ -170,6 +174,7 @@ class PathPolicy:
             self._paths[u.name] = _Path(u, i, now)
         self.hold_down = float(hold_down)
         self._history = history
+        self._event_time = event_time
         self._actions: deque[Action] = deque()
         self._events: deque[Event] = deque()
         self._now = now
@@ -382,7 +387,8 @@ class PathPolicy:
 
     def _emit(self, now: float, kind: str, subject: str, old: str | None, new: str | None,
               reason: str, detail: dict[str, Any] | None = None) -> None:
-        ev = Event(t=now, kind=kind, subject=subject, old=old, new=new, reason=reason, detail=detail or {})
+        t = self._event_time(now) if self._event_time else now
+        ev = Event(t=t, kind=kind, subject=subject, old=old, new=new, reason=reason, detail=detail or {})
         if self._history is not None:
             ev = self._history.append(ev)
         self._events.append(ev)
@@ -443,9 +449,11 @@ class PathPolicy:
                 better = [p for p in healthy if p.settled and p.metric < cur.metric]
                 if better:
                     target = min(better, key=_Path.rank)
-                    why = self._failback_reason(target, cur, now)
+                    why = self._failback_reason(target, cur, now, cause)
         elif cur is not None:
-            least_bad = min(paths, key=lambda p: (p.badness(), p.metric, p.index))
+            # Only paths the kernel reported on can be primary (not unknown / removed).
+            known = [p for p in paths if p.state not in (UNKNOWN, REMOVED)]
+            least_bad = min(known, key=lambda p: (p.badness(), p.metric, p.index), default=cur)
             if least_bad.badness() < cur.badness():
                 target = least_bad
                 why = f"no healthy uplink; {target.name} is least bad ({target.state})"
@@ -454,7 +462,9 @@ class PathPolicy:
         if target is not None and target is not cur:
             self._switch(now, cur, target, why)
 
-    def _failback_reason(self, target: _Path, cur: _Path, now: float) -> str:
+    def _failback_reason(self, target: _Path, cur: _Path, now: float, cause: str) -> str:
+        if cause.startswith("forced primary"):
+            return f"{cause}; back to {target.name}"
         healthy_for = now - target.healthy_since if target.healthy_since is not None else 0.0
         if healthy_for >= self.hold_down > 0:
             return f"{target.name} healthy for {healthy_for:g} s (hold-down {self.hold_down:g} s); back from {cur.name}"

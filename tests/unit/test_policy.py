@@ -295,6 +295,7 @@ def test_force_primary_until_expiry_then_back():
     assert tl.p.primary == "wan" and tl.p.forced is None
     assert tl.timers_fired == [70.0]
     assert [(e.old, e.new, e.reason) for e in tl.kinds(CONFIG)][-1] == ("forced", None, "forced primary on lte expired")
+    assert tl.switches()[-1].reason == "forced primary expired; back to wan"
     assert tl.primaries_set() == ["wan", "lte", "wan"]
 
 
@@ -401,3 +402,22 @@ def test_bad_inputs_are_refused():
         tl.state("wan", "dead")
     with pytest.raises(KeyError):
         tl.state("dsl", "active")
+
+
+def test_event_time_maps_the_monotonic_clock_for_events_only():
+    p = PathPolicy([uplink("wan", 1), uplink("lte", 2)], 5.0, 100.0, event_time=lambda m: m + 1_700_000_000)
+    p.path_state("wan", "active", 100.0)
+    p.path_state("lte", "active", 100.0)
+    p.path_state("wan", "pf", 101.0)
+    p.path_state("wan", "active", 102.0)
+    assert p.get_timer() == 107.0  # deadlines stay on the policy's own clock
+    events = []
+    while (e := p.next_event()) is not None:
+        events.append(e)
+    assert events[-1].t == 1_700_000_102
+
+
+def test_no_healthy_uplink_never_moves_primary_to_an_unreported_one():
+    tl = two().assoc(True, 0.0).state("lte", "active", 0.1)
+    tl.state("lte", "unreachable", 5.0)  # wan never reported: maybe not in the association
+    assert tl.p.primary == "lte" and tl.switches() == []
