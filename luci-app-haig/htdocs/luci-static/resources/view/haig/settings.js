@@ -47,7 +47,8 @@ return view.extend({
 		o.default = 'gateway';
 
 		o = s.taboption('general', form.Value, 'gateway_id', _('Gateway ID'),
-			_('This home\'s identity, as the hospital endpoint knows it.'));
+			_('This home\'s identity, as the hospital endpoint knows it (letters, digits, _).'));
+		o.datatype = 'uciname';
 		o.depends('role', 'gateway');
 
 		o = s.taboption('general', form.Value, 'key', _('Shared key'),
@@ -65,11 +66,18 @@ return view.extend({
 
 		o = intOption(s, 'timing', 'rto_initial', _('Initial RTO (ms)'), 10, 60000, 1000,
 			_('Retransmission timeout before the first round-trip is measured.'));
+		o.validate = function(section_id, value) {
+			const min = this.section.formvalue(section_id, 'rto_min') || '100';
+			const max = this.section.formvalue(section_id, 'rto_max') || '1000';
+			if (value !== '' && (+value < +min || +value > +max))
+				return _('Must be between the minimum and the maximum RTO');
+			return true;
+		};
 		o = intOption(s, 'timing', 'rto_min', _('Minimum RTO (ms)'), 10, 60000, 100,
 			_('Lower bound of the retransmission timeout: lower means faster failover.'));
 		o.validate = function(section_id, value) {
-			const max = this.section.formvalue(section_id, 'rto_max');
-			if (value !== '' && max !== '' && max != null && +value > +max)
+			const max = this.section.formvalue(section_id, 'rto_max') || '1000';
+			if (value !== '' && +value > +max)
 				return _('Must not be greater than the maximum RTO');
 			return true;
 		};
@@ -86,8 +94,8 @@ return view.extend({
 			_('Used when an uplink has UDP encapsulation on (RFC 6951).'));
 
 		o = s.taboption('advanced', form.Value, 'api_listen', _('API and panel address'),
-			_('host:port of the JSON API and status panel.'));
-		o.datatype = 'ipaddrport(1)';
+			_('host:port of the JSON API and status panel; "off" disables them.'));
+		o.datatype = 'or(hostport,ipaddrport(1),"off")';
 		o.placeholder = '127.0.0.1:8990';
 
 		o = s.taboption('advanced', form.Value, 'api_token', _('API token'),
@@ -112,7 +120,6 @@ return view.extend({
 
 		o = s.taboption('general', widgets.NetworkSelect, 'interface', _('Interface'));
 		o.nocreate = true;
-		o.rmempty = false;
 
 		o = intOption(s, 'general', 'metric', _('Metric'), 1, 255, 1,
 			_('Priority as in mwan3: lower is preferred.'));
@@ -183,7 +190,7 @@ return view.extend({
 
 		o = s.option(form.Value, 'target', _('Deliver to'),
 			_('Endpoint: host:port the datagrams are delivered to.'));
-		o.datatype = 'ipaddrport(1)';
+		o.datatype = 'or(hostport,ipaddrport(1))';
 
 		o = s.option(form.Value, 'ttl', _('Lifetime (ms)'),
 			_('How long a datagram may wait for (re)transmission; 0: fully reliable.'));
