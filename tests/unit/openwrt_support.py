@@ -64,4 +64,6 @@ class Ipk:
 
     def extract_data(self, dest: Path) -> None:
         with tarfile.open(fileobj=io.BytesIO(self.parts["./data.tar.gz"]), mode="r:gz") as tar:
-            tar.extractall(dest, filter="tar")
+            # extraction filters arrived in 3.11.4; Debian 12 has 3.11.2
+            kwargs = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+            tar.extractall(dest, **kwargs)
