@@ -300,3 +300,61 @@ def test_pot_scanner_agrees_with_what_the_view_translates(tmp_path):
     ids = pot.pot_msgids((APP / "po/templates/haig.pot").read_text(encoding="utf-8"))
     report = run_view(tmp_path, {"status": snapshots()["failover"], "events": None, "networks": {}})
     assert set(report["translated"]) <= ids
+
+
+# A stand-in for LuCI's form/uci/widgets that accepts any call: running the
+# settings view through it catches references to things that do not exist
+# (a misspelt helper, a missing variable) that a syntax check cannot see, and
+# exercises the cross-field validators.
+SETTINGS_RUNNER = r"""
+'use strict';
+const fs = require('fs');
+String.prototype.format = function() { const a = arguments; let i = 0; return this.replace(/%[sd]/g, () => String(a[i++])); };
+const options = [];
+function stub(name) {
+	const target = function() {};
+	return new Proxy(target, {
+		get: (t, p) => (p in t) ? t[p] : (typeof p === 'symbol' ? undefined : stub(name + '.' + String(p))),
+		set: (t, p, v) => { t[p] = v; return true; },
+		apply: (t, self, args) => {
+			const o = stub(name + '()');
+			if (/\.taboption$/.test(name)) options.push({ name: args[2], o });
+			else if (/\.option$/.test(name)) options.push({ name: args[1], o });
+			return o;
+		},
+		construct: () => stub('new ' + name)
+	});
+}
+const form = stub('form'), uci = stub('uci'), widgets = stub('widgets');
+const view = { extend: o => o };
+const src = fs.readFileSync(process.argv[2], 'utf8');
+const v = new Function('L', '_', 'E', 'view', 'form', 'uci', 'widgets', src)(stub('L'), s => s, stub('E'), view, form, uci, widgets);
+v.load();
+v.render();
+const form_values = JSON.parse(process.argv[3]);
+const results = {};
+for (const { name, o } of options) {
+	const validate = o.validate;
+	if (typeof validate !== 'function' || !(name in form_values)) continue;
+	const self = { section: { formvalue: (sid, opt) => form_values[opt] } };
+	results[name] = validate.call(self, 'cfg', form_values[name]);
+}
+process.stdout.write(JSON.stringify(results));
+"""
+
+
+@needs_node
+@pytest.mark.parametrize("values,bad", [
+    ({"rto_min": "100", "rto_initial": "1000", "rto_max": "3000", "pf_retrans": "1", "path_max_retrans": "3"}, set()),
+    ({"rto_min": "500", "rto_initial": "200", "rto_max": "300", "pf_retrans": "5", "path_max_retrans": "3"},
+     {"rto_min", "rto_initial", "pf_retrans"}),
+])
+def test_settings_view_runs_and_cross_checks(tmp_path, values, bad):
+    runner = tmp_path / "settings_runner.js"
+    runner.write_text(SETTINGS_RUNNER)
+    res = subprocess.run([NODE, str(runner), str(VIEWS / "haig/settings.js"), json.dumps(values)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    results = json.loads(res.stdout)
+    assert set(results) == {"rto_min", "rto_initial", "pf_retrans"}
+    assert {k for k, v in results.items() if v is not True} == bad
