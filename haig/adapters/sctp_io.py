@@ -1,0 +1,139 @@
+"""SCTP message I/O with raw sendmsg/recvmsg on the socket pysctp made.
+
+Why not pysctp's sctp_send/sctp_recv: it always attaches an SNDRCV cmsg without an
+assoc id (no addressing by association on one-to-many sockets), swaps the ppid, and its
+recv ignores timeouts. The ancillary structs are small and fixed (linux/sctp.h):
+
+  SCTP_SNDRCV cmsg (type 1), struct sctp_sndrcvinfo, 32 bytes:
+      stream u16, ssn u16, flags u16, (pad), ppid u32, context u32, timetolive u32,
+      tsn u32, cumtsn u32, assoc_id i32
+  SCTP_RCVINFO cmsg (type 3), struct sctp_rcvinfo, 28 bytes (after SCTP_RECVRCVINFO=1):
+      sid u16, ssn u16, flags u16, (pad), ppid u32, tsn u32, cumtsn u32, context u32, assoc_id i32
+
+Notification parsing is pure (bytes in, dataclass out) and unit-tested on the host.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from haig.adapters.sctp_opts import ADDR_CHANGE, SOL_SCTP, _set
+
+SCTP_SNDRCV, SCTP_RCVINFO = 1, 3
+SCTP_RECVRCVINFO = 32
+SCTP_EVENT = 127
+MSG_NOTIFICATION = 0x8000
+
+# sinfo_flags
+SCTP_UNORDERED, SCTP_ADDR_OVER, SCTP_ABORT, SCTP_EOF = 1, 2, 4, 0x200
+SCTP_PR_SCTP_TTL = 0x10
+
+# notification types
+SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_REMOTE_ERROR = 0x8001, 0x8002, 0x8004
+SCTP_SHUTDOWN_EVENT, SCTP_SEND_FAILED_EVENT = 0x8005, 0x800D
+ASSOC_STATES = {0: "comm_up", 1: "comm_lost", 2: "restart", 3: "shutdown_comp", 4: "cant_str_assoc"}
+
+_SNDRCV = struct.Struct("=HHH2xIIIIIi")
+_RCVINFO = struct.Struct("=HHH2xIIIIi")
+
+
+def subscribe(sock, events=(SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_SHUTDOWN_EVENT,
+                            SCTP_SEND_FAILED_EVENT, SCTP_REMOTE_ERROR)) -> None:
+    for ev in events:
+        _set(sock, SCTP_EVENT, struct.pack("=iHB1x", 0, ev, 1))
+    _set(sock, SCTP_RECVRCVINFO, struct.pack("=i", 1))
+
+
+def send(sock: socket.socket, data: bytes, *, stream: int = 0, unordered: bool = True,
+         ttl_ms: int = 0, assoc_id: int = 0, to: tuple[str, int] | None = None,
+         addr_over: bool = False, abort: bool = False) -> int:
+    """One SCTP message. ttl_ms > 0 = PR-SCTP timed reliability (abandoned when too old).
+    `to` with addr_over forces the path (critical duplicates, PATH messages)."""
+    flags = (SCTP_UNORDERED if unordered else 0) | (SCTP_PR_SCTP_TTL if ttl_ms else 0)
+    if addr_over:
+        flags |= SCTP_ADDR_OVER
+    if abort:
+        flags |= SCTP_ABORT
+    cmsg = _SNDRCV.pack(stream, 0, flags, 0, 0, ttl_ms, 0, 0, assoc_id)
+    anc = [(SOL_SCTP, SCTP_SNDRCV, cmsg)]
+    if to is not None:
+        return sock.sendmsg([data], anc, 0, to)
+    return sock.sendmsg([data], anc)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    data: bytes
+    addr: tuple | None  # peer transport address the chunk arrived from (the path)
+    assoc_id: int
+    stream: int
+    eor: bool
+
+
+@dataclass(frozen=True)
+class AssocChange:
+    state: str
+    error: int
+    assoc_id: int
+
+
+@dataclass(frozen=True)
+class PeerAddrChange:
+    addr: tuple[str, int]
+    state: str  # ADDR_CHANGE names: available, unreachable, potentially_failed, ...
+    error: int
+    assoc_id: int
+
+
+@dataclass(frozen=True)
+class OtherNotification:
+    type: int
+    assoc_id: int
+
+
+Notification = AssocChange | PeerAddrChange | OtherNotification
+
+
+def parse_sockaddr(raw: bytes) -> tuple[str, int]:
+    fam = struct.unpack_from("=H", raw)[0]
+    if fam == socket.AF_INET:
+        port = struct.unpack_from("!H", raw, 2)[0]
+        return socket.inet_ntoa(raw[4:8]), port
+    if fam == socket.AF_INET6:
+        port = struct.unpack_from("!H", raw, 2)[0]
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
+    return ("?", 0)
+
+
+def parse_notification(buf: bytes) -> Notification:
+    if len(buf) < 8:
+        raise ValueError("notification too short")
+    typ, _flags, length = struct.unpack_from("=HHI", buf)
+    if typ == SCTP_ASSOC_CHANGE and len(buf) >= 20:
+        state, err = struct.unpack_from("=HH", buf, 8)
+        assoc = struct.unpack_from("=i", buf, 16)[0]
+        return AssocChange(ASSOC_STATES.get(state, str(state)), err, assoc)
+    if typ == SCTP_PEER_ADDR_CHANGE and len(buf) >= 148:
+        addr = parse_sockaddr(buf[8:136])
+        state, err, assoc = struct.unpack_from("=iii", buf, 136)
+        return PeerAddrChange(addr, ADDR_CHANGE.get(state, str(state)), err, assoc)
+    assoc = struct.unpack_from("=i", buf, 8)[0] if len(buf) >= 12 else 0
+    return OtherNotification(typ, assoc)
+
+
+def receive(sock: socket.socket, bufsize: int = 65536 + 64) -> Received | Notification | None:
+    """One message or notification; None when nothing is ready (non-blocking socket)."""
+    try:
+        data, anc, flags, addr = sock.recvmsg(bufsize, 256)
+    except BlockingIOError:
+        return None
+    if flags & MSG_NOTIFICATION:
+        return parse_notification(data)
+    assoc_id, stream = 0, 0
+    for level, typ, cdata in anc:
+        if level == SOL_SCTP and typ == SCTP_RCVINFO and len(cdata) >= _RCVINFO.size:
+            stream, _, _, _, _, _, _, assoc_id = _RCVINFO.unpack_from(cdata)
+    peer = addr[:2] if isinstance(addr, tuple) and addr else None
+    return Received(data, peer, assoc_id, stream, bool(flags & socket.MSG_EOR))

@@ -1,0 +1,150 @@
+"""Per-association SCTP socket options the kernel has but pysctp sets wrongly or not at
+all (see shared notes: pysctp never passes spp_flags, has no PF thresholds, no
+UDP encapsulation, and `socket.getsockopt` cannot pass an assoc id in).
+
+Struct layouts were checked with gcc against linux/sctp.h (Linux 6.1) and are the same
+on OpenWrt's 5.15/6.6/6.12 kernels. Everything here is a thin, stateless wrapper.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from dataclasses import dataclass
+
+SOL_SCTP = 132
+SCTP_RTOINFO = 0
+SCTP_INITMSG = 2
+SCTP_NODELAY = 3
+SCTP_PRIMARY_ADDR = 6
+SCTP_PEER_ADDR_PARAMS = 9
+SCTP_GET_PEER_ADDR_INFO = 15
+SCTP_PEER_ADDR_THLDS_V2 = 37
+SCTP_EXPOSE_POTENTIALLY_FAILED_STATE = 131
+SCTP_REMOTE_UDP_ENCAPS_PORT = 132
+
+SPP_HB_ENABLE, SPP_HB_DISABLE, SPP_HB_DEMAND = 1, 2, 4
+PR_SCTP_TTL = 0x10  # sinfo_flags bit selecting the timed-reliability policy
+
+# Path states (struct sctp_paddrinfo.spinfo_state and SCTP_PEER_ADDR_CHANGE states).
+PATH_STATES = {0: "inactive", 1: "pf", 2: "active", 3: "unconfirmed", 0xFFFF: "unknown"}
+# Address-change notification states (spc_state).
+ADDR_CHANGE = {0: "available", 1: "unreachable", 2: "removed", 3: "added",
+               4: "made_prim", 5: "confirmed", 6: "potentially_failed"}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def sockaddr(addr: tuple[str, int] | None) -> bytes:
+    """A struct sockaddr_storage (128 bytes) for an IPv4/IPv6 (host, port), or zeros."""
+    if addr is None:
+        return b"\0" * 128
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        raw = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + \
+            socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0)
+    else:
+        raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + \
+            socket.inet_aton(host)
+    return raw.ljust(128, b"\0")
+
+
+def _fd(sock) -> int:
+    return sock if isinstance(sock, int) else sock.fileno()
+
+
+def _set(sock, opt: int, data: bytes) -> None:
+    s = socket.socket(fileno=_fd(sock))
+    try:
+        s.setsockopt(SOL_SCTP, opt, data)
+    finally:
+        s.detach()
+
+
+def _get(sock, opt: int, buf: bytes) -> bytes:
+    """getsockopt with a pre-filled buffer (assoc id / address go in, answer comes out)."""
+    cbuf = ctypes.create_string_buffer(buf, len(buf))
+    ln = ctypes.c_uint32(len(buf))
+    if _libc.getsockopt(_fd(sock), SOL_SCTP, opt, cbuf, ctypes.byref(ln)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"getsockopt({opt}): {ctypes.cast(_libc.strerror(err), ctypes.c_char_p).value.decode()}")
+    return cbuf.raw[: ln.value]
+
+
+def set_rtoinfo(sock, assoc_id: int, initial: int, max_: int, min_: int) -> None:
+    _set(sock, SCTP_RTOINFO, struct.pack("=iIII", assoc_id, initial, max_, min_))
+
+
+def get_rtoinfo(sock, assoc_id: int) -> tuple[int, int, int]:
+    _, ini, mx, mn = struct.unpack("=iIII", _get(sock, SCTP_RTOINFO, struct.pack("=iIII", assoc_id, 0, 0, 0)))
+    return ini, mx, mn
+
+
+def set_initmsg(sock, ostreams: int, instreams: int, attempts: int = 4, init_timeo_ms: int = 0) -> None:
+    _set(sock, SCTP_INITMSG, struct.pack("=HHHH", ostreams, instreams, attempts, init_timeo_ms))
+
+
+def set_nodelay(sock, on: bool = True) -> None:
+    # Without NODELAY, Nagle can hold small datagrams until their PR-SCTP lifetime expires.
+    _set(sock, SCTP_NODELAY, struct.pack("=i", 1 if on else 0))
+
+
+def set_paddr_params(sock, assoc_id: int, addr: tuple[str, int] | None, hbinterval_ms: int,
+                     pathmaxrxt: int = 0, heartbeat: bool = True) -> None:
+    """Heartbeat interval and path_max_retrans for one path (addr) or the association."""
+    flags = SPP_HB_ENABLE if heartbeat else SPP_HB_DISABLE
+    data = struct.pack("=i128sIHIIIIB", assoc_id, sockaddr(addr), hbinterval_ms, pathmaxrxt,
+                       0, 0, flags, 0, 0) + b"\0"
+    _set(sock, SCTP_PEER_ADDR_PARAMS, data)
+
+
+def get_paddr_params(sock, assoc_id: int, addr: tuple[str, int] | None) -> tuple[int, int]:
+    buf = struct.pack("=i128sIHIIIIB", assoc_id, sockaddr(addr), 0, 0, 0, 0, 0, 0, 0) + b"\0"
+    out = _get(sock, SCTP_PEER_ADDR_PARAMS, buf)
+    hb, pmr = struct.unpack_from("=IH", out, 132)
+    return hb, pmr
+
+
+def set_thresholds(sock, assoc_id: int, addr: tuple[str, int] | None, pathmaxrxt: int,
+                   pf_retrans: int, ps_retrans: int = 0xFFFF) -> None:
+    """SCTP-PF thresholds (RFC 7829): a path is potentially failed after pf_retrans."""
+    _set(sock, SCTP_PEER_ADDR_THLDS_V2,
+         struct.pack("=i4x128sHHH2x", assoc_id, sockaddr(addr), pathmaxrxt, pf_retrans, ps_retrans))
+
+
+def get_thresholds(sock, assoc_id: int, addr: tuple[str, int] | None) -> tuple[int, int, int]:
+    out = _get(sock, SCTP_PEER_ADDR_THLDS_V2,
+               struct.pack("=i4x128sHHH2x", assoc_id, sockaddr(addr), 0, 0, 0))
+    return struct.unpack_from("=HHH", out, 136)
+
+
+def expose_pf(sock, assoc_id: int, mode: int = 2) -> None:
+    """2 = report POTENTIALLY_FAILED in address-change notifications (~1 RTO after loss)."""
+    _set(sock, SCTP_EXPOSE_POTENTIALLY_FAILED_STATE, struct.pack("=iI", assoc_id, mode))
+
+
+def set_udp_encap(sock, assoc_id: int, addr: tuple[str, int] | None, udp_port: int) -> None:
+    """RFC 6951: carry this path (or all, addr None) inside UDP to udp_port; 0 = plain."""
+    _set(sock, SCTP_REMOTE_UDP_ENCAPS_PORT,
+         struct.pack("=i4x128sH6x", assoc_id, sockaddr(addr), socket.htons(udp_port)))
+
+
+def set_primary(sock, assoc_id: int, addr: tuple[str, int]) -> None:
+    _set(sock, SCTP_PRIMARY_ADDR, struct.pack("=i128s", assoc_id, sockaddr(addr)))
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    state: str
+    cwnd: int
+    srtt_ms: int
+    rto_ms: int
+    mtu: int
+
+
+def get_path_info(sock, assoc_id: int, addr: tuple[str, int]) -> PathInfo:
+    buf = struct.pack("=i128s", assoc_id, sockaddr(addr)).ljust(152, b"\0")
+    out = _get(sock, SCTP_GET_PEER_ADDR_INFO, buf)
+    state, cwnd, srtt, rto, mtu = struct.unpack_from("=iIIII", out, 132)
+    return PathInfo(PATH_STATES.get(state, str(state)), cwnd, srtt, rto, mtu)

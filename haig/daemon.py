@@ -1,0 +1,172 @@
+"""`haig run`: load the config, run the relay role, serve the status surfaces, reload on
+SIGHUP (a broken config is refused and the running one kept), stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from haig import __version__
+from haig.config import ConfigError, load_config, try_reload
+from haig.config.model import Config
+from haig.core.events import CONFIG, Event
+from haig.core.status import StatusModel
+from haig.relay.common import Clock, publish
+
+log = logging.getLogger("haig")
+
+
+class Daemon:
+    """Owns the relay role and implements the Control protocol the surfaces call
+    (from their own threads: every call hops onto the event loop)."""
+
+    def __init__(self, path: str, cfg: Config, role_override: str | None = None) -> None:
+        self.path, self.cfg, self.role_override = path, cfg, role_override
+        self.clock = Clock()
+        self.status = StatusModel(started_at=time.time())
+        self.relay: Any = None
+        self._relay_task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = asyncio.Event()
+        self._api: Any = None
+        self._ubus_stop: Any = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def main(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
+        self._start_surfaces()
+        self._start_relay()
+        self._publish("started", f"haig {__version__} started as {self.cfg.main.role}")
+        await self._stop.wait()
+        log.info("stopping")
+        await self._stop_relay()
+        self.status.close()
+        if self._api is not None:
+            self._api.stop()
+        if self._ubus_stop is not None:
+            self._ubus_stop.set()
+        return 0
+
+    def _make_relay(self, cfg: Config) -> Any:
+        if cfg.main.role == "gateway":
+            from haig.relay.gateway import Gateway
+
+            return Gateway(cfg, self.status, clock=self.clock)
+        from haig.relay.endpoint import Endpoint
+
+        return Endpoint(cfg, self.status, clock=self.clock)
+
+    def _start_relay(self) -> None:
+        m = self.cfg.main
+        self.status.set_identity(m.role, m.gateway_id if m.role == "gateway" else None, __version__)
+        self.relay = self._make_relay(self.cfg)
+        self._relay_task = asyncio.create_task(self._run_relay(self.relay))
+
+    async def _run_relay(self, relay: Any) -> None:
+        try:
+            await relay.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("relay failed; stopping so procd can respawn haig")
+            self._stop.set()
+
+    async def _stop_relay(self) -> None:
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._relay_task
+        if self.relay is not None:
+            await self.relay.stop()
+
+    def _start_surfaces(self) -> None:
+        m = self.cfg.main
+        if m.api_listen:
+            from haig.config.validate import parse_hostport
+            from haig.surfaces.api import create_app, serve
+
+            host, port = parse_hostport(m.api_listen)
+            app = create_app(self.status, token=m.api_token or None, control=self)
+            try:
+                self._api = serve(app, host, port)
+                log.info("status API and panel on http://%s:%d/ (%s)", host, self._api.port, self._api.kind)
+            except OSError as e:
+                log.warning("status API not started on %s: %s", m.api_listen, e)
+        from haig.surfaces.ubus_adapter import start_ubus
+
+        _, self._ubus_stop = start_ubus(self.status, self)
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def _reload(self) -> dict[str, Any]:
+        new, err = try_reload(self.path, self.cfg, self.role_override)
+        if err is not None:
+            msg = f"reload refused, still running the previous config: {err}"
+            log.error("%s", msg)
+            self.status.set_config_state(False, msg)
+            self._publish("rejected", msg)
+            raise ValueError(msg)
+        if new == self.cfg:
+            self.status.set_config_state(True, "reloaded: no change")
+            return {"ok": True, "changed": False}
+        if new.main.api_listen != self.cfg.main.api_listen or new.main.api_token != self.cfg.main.api_token:
+            log.warning("api_listen/api_token changes take effect on restart")
+        # The association's addresses and per-path settings are fixed when it is made:
+        # a changed config gets a fresh relay (a few seconds of re-association).
+        await self._stop_relay()
+        self.cfg = new
+        self._start_relay()
+        self.status.set_config_state(True, "reloaded")
+        self._publish("reloaded", "configuration reloaded and applied")
+        return {"ok": True, "changed": True}
+
+    def _publish(self, new: str, reason: str) -> None:
+        publish(self.status, self.clock, Event(self.clock.mono(), CONFIG, "haig", None, new, reason))
+
+    # -- Control (called from the API / ubus threads) -----------------------------------
+
+    def _call(self, coro) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def reload(self) -> dict[str, Any]:
+        return self._call(self._reload())
+
+    def force_primary(self, uplink: str, duration_s: int) -> dict[str, Any]:
+        async def do() -> dict[str, Any]:
+            if not hasattr(self.relay, "force_primary"):
+                raise ValueError("forcing a primary is for the gateway role")
+            self.relay.force_primary(uplink if duration_s else None, duration_s)
+            return {"ok": True, "uplink": uplink, "duration_s": duration_s}
+
+        return self._call(do())
+
+
+def setup_logging(level: str) -> None:
+    # procd captures stderr into the system log (logread); no timestamps of our own there.
+    fmt = "%(name)s: %(levelname)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
+
+
+def run_from_args(args) -> int:
+    try:
+        cfg = load_config(args.config, args.role)
+    except ConfigError as e:
+        print(f"haig: {args.config}: configuration refused:", file=sys.stderr)
+        for line in e.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    setup_logging(cfg.main.log_level)
+    if not cfg.main.enabled:
+        log.warning("disabled in %s (option enabled '0'): not starting", args.config)
+        return 0
+    return asyncio.run(Daemon(args.config, cfg, args.role).main())

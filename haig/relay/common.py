@@ -1,0 +1,75 @@
+"""Pieces both relay roles share: the SCTP socket set-up, UDP sockets, clocks, and
+publishing policy/relay events to the one status model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from haig.core.events import Event
+from haig.core.status import StatusModel
+
+log = logging.getLogger("haig")
+
+N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
+SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
+
+
+class Clock:
+    """Monotonic time for decisions, wall time for what people read."""
+
+    def __init__(self, mono: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.mono, self.wall = mono, wall
+
+    def to_wall(self, t_mono: float) -> float:
+        return self.wall() - (self.mono() - t_mono)
+
+
+def publish(status: StatusModel, clock: Clock, ev: Event) -> Event:
+    """Stamp an event with wall time, log it (logread / journal), add it to the model."""
+    ev = dataclasses.replace(ev, t=clock.to_wall(ev.t))
+    level = logging.WARNING if ev.kind in ("failover", "drop") or ev.new in ("refused",) else logging.INFO
+    log.log(level, "%s %s: %s -> %s (%s)", ev.kind, ev.subject, ev.old, ev.new, ev.reason)
+    return status.add_event(ev)
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def udp_socket(bind: tuple[str, int] | None = None, connect: tuple[str, int] | None = None) -> socket.socket:
+    host = (bind or connect or ("0.0.0.0", 0))[0]
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    try:
+        if bind:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(bind)
+        if connect:
+            s.connect(connect)
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def ensure_udp_encap_port(port: int) -> None:
+    """RFC 6951 needs the kernel's UDP tunnelling socket (net.sctp.udp_port, per network
+    namespace, before SCTP sockets are made). It is a listening port, not a tuning knob:
+    set it only when it is off, and say so."""
+    p = Path("/proc/sys/net/sctp/udp_port")
+    try:
+        cur = int(p.read_text().strip())
+    except OSError as e:
+        log.warning("cannot read %s (%s): SCTP over UDP unavailable", p, e)
+        return
+    if cur == 0:
+        p.write_text(str(port))
+        log.info("enabled SCTP over UDP on local port %d (net.sctp.udp_port)", port)
+    elif cur != port:
+        log.info("SCTP over UDP already on local port %d (config says %d): keeping it", cur, port)

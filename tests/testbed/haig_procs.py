@@ -1,0 +1,160 @@
+"""Run real haig daemons in the test bed's namespaces: configs written as UCI files,
+processes started with `ip netns exec`, stopped by PID, their logs kept for failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.testbed.netns import Netns
+from tests.testbed.topology import FALLBACK, MAIN, Topology
+
+KEY = "testbed-shared-key-0123456789"
+
+
+def _sec(kind: str, name: str, opts: dict) -> str:
+    lines = [f"config {kind} '{name}'"]
+    for k, v in opts.items():
+        if isinstance(v, list | tuple):
+            lines += [f"\tlist {k} '{x}'" for x in v]
+        else:
+            if isinstance(v, bool):
+                v = int(v)
+            lines.append(f"\toption {k} '{v}'")
+    return "\n".join(lines) + "\n\n"
+
+
+@dataclass
+class Service:
+    name: str
+    listen: str  # on the gateway
+    target: str  # on the endpoint
+    ttl: int = 1000
+    critical: bool = False
+
+
+def gateway_config(topo: Topology, port: int, services: list[Service], *, gateway_id: str = "home1",
+                   key: str = KEY, main: dict | None = None, uplinks: dict | None = None,
+                   links: tuple[str, ...] = (MAIN, FALLBACK)) -> str:
+    m = {"role": "gateway", "gateway_id": gateway_id, "key": key, "port": port,
+         "rto_initial": 1000, "rto_min": 100, "rto_max": 1000, "hold_down": 3,
+         "api_listen": "127.0.0.1:8990", "log_level": "info"}
+    m.update(main or {})
+    out = _sec("haig", "main", m)
+    for i, name in enumerate(links):
+        lk = topo.links[name]
+        u = {"device": lk.gw_dev, "metric": i + 1, "local_address": lk.gw_addr,
+             "endpoint_address": lk.ep_addr, "hb_interval": 500, "path_max_retrans": 3,
+             "pf_retrans": 0}
+        u.update((uplinks or {}).get(name, {}))
+        out += _sec("uplink", name, u)
+    for s in services:
+        out += _sec("service", s.name, {"listen": s.listen, "ttl": s.ttl, "critical": s.critical})
+    return out
+
+
+def endpoint_config(topo: Topology, port: int, services: list[Service],
+                    gateways: dict[str, str] | None = None, main: dict | None = None) -> str:
+    m = {"role": "endpoint", "port": port, "rto_initial": 1000, "rto_min": 100, "rto_max": 1000,
+         "api_listen": "127.0.0.1:8990", "log_level": "info",
+         "bind": [topo.links[MAIN].ep_addr, topo.links[FALLBACK].ep_addr]}
+    m.update(main or {})
+    out = _sec("haig", "main", m)
+    for s in services:
+        out += _sec("service", s.name, {"target": s.target, "ttl": s.ttl, "critical": s.critical})
+    for gw, key in (gateways or {"home1": KEY}).items():
+        out += _sec("gateway", gw, {"key": key})
+    return out
+
+
+@dataclass
+class Haig:
+    ns: Netns
+    config: str
+    name: str
+    proc: subprocess.Popen | None = None
+    path: Path | None = None
+    log_path: Path | None = None
+    api: str = "http://127.0.0.1:8990"
+    extra_env: dict = field(default_factory=dict)
+
+    def start(self) -> Haig:
+        d = Path(tempfile.mkdtemp(prefix=f"haig-{self.name}-"))
+        self.path = d / "haig.conf"
+        self.path.write_text(self.config)
+        self.log_path = d / "haig.log"
+        env = dict(os.environ, **self.extra_env)
+        self.proc = self.ns.popen([sys.executable, "-m", "haig", "run", "-c", str(self.path)],
+                                  stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def status(self) -> dict:
+        return json.loads(self._get("/api/v1/status"))
+
+    def events(self) -> list[dict]:
+        return json.loads(self._get("/api/v1/events?since=0"))["events"]
+
+    def _get(self, path: str) -> str:
+        # The API listens on loopback inside the namespace: ask from inside it.
+        code = (f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                f"{self.api + path!r}, timeout=10).read().decode())")
+        r = self.ns.run(f"{sys.executable} -c \"{code}\"", check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.name}: API {path} failed: {r.stderr[-500:]}")
+        return r.stdout
+
+    def post(self, path: str, body: dict) -> dict:
+        code = (f"import urllib.request,sys,json;r=urllib.request.Request({self.api + path!r},"
+                f"data=json.dumps({body!r}).encode(),headers={{'Content-Type':'application/json'}});"
+                f"sys.stdout.write(urllib.request.urlopen(r,timeout=10).read().decode())")
+        r = self.ns.run(f"{sys.executable} -c \"{code}\"", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr[-300:]}
+
+    def wait_for(self, pred, timeout: float = 60, what: str = "condition") -> dict:
+        deadline = time.monotonic() + timeout
+        last: dict = {}
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()[-3000:]}")
+            try:
+                last = self.status()
+                if pred(last):
+                    return last
+            except (RuntimeError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name}: {what} not reached in {timeout}s; last status "
+                           f"{json.dumps(last)[:1500]}\nlog:\n{self.log()[-3000:]}")
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def hup(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+
+def assoc_up(st: dict) -> bool:
+    return any(a.get("state") == "up" for a in st.get("associations", []))
+
+
+def paths_active(st: dict, n: int = 2) -> bool:
+    return assoc_up(st) and sum(1 for u in st.get("uplinks", []) if u.get("state") == "active") >= n

@@ -1,0 +1,40 @@
+"""Per-association SCTP knobs set with raw socket options read back from the kernel,
+and the global sysctls left untouched (the report had to change them)."""
+
+from __future__ import annotations
+
+import time
+
+from haig.adapters import sctp_opts
+from tests.testbed import sctp_probe
+from tests.testbed.topology import FALLBACK, MAIN
+
+
+def test_per_association_knobs_read_back(topo):
+    main, fb = topo.links[MAIN], topo.links[FALLBACK]
+    port = 7101
+    before = topo.gw.run("sysctl -n net.sctp.rto_min net.sctp.hb_interval net.sctp.pf_retrans").stdout
+    cli, conn, lst = sctp_probe.pair(topo.gw, topo.ep, [main.gw_addr, fb.gw_addr],
+                                     [main.ep_addr, fb.ep_addr], port, rto=(700, 1500, 60))
+    try:
+        assert sctp_opts.get_rtoinfo(cli, 0) == (700, 1500, 60)
+        sctp_opts.set_paddr_params(cli, 0, (fb.ep_addr, port), hbinterval_ms=400, pathmaxrxt=4)
+        assert sctp_opts.get_paddr_params(cli, 0, (fb.ep_addr, port)) == (400, 4)  # a multiple of the 4 ms jiffy
+        # the other path keeps its own value
+        assert sctp_opts.get_paddr_params(cli, 0, (main.ep_addr, port))[0] != 400
+        sctp_opts.set_thresholds(cli, 0, (main.ep_addr, port), pathmaxrxt=3, pf_retrans=1)
+        assert sctp_opts.get_thresholds(cli, 0, (main.ep_addr, port))[:2] == (3, 1)
+        sctp_opts.expose_pf(cli, 0, 2)
+        sctp_probe.wait_paths_active(cli, [main.ep_addr, fb.ep_addr], port)
+        sctp_opts.set_primary(cli, 0, (fb.ep_addr, port))
+        assert cli.get_status(0).primary.addr[0] == fb.ep_addr
+        for _ in range(5):  # data over the fallback gives it an RTT measurement
+            cli.sctp_send(b"x" * 32)
+            time.sleep(0.3)
+        info = sctp_opts.get_path_info(cli, 0, (fb.ep_addr, port))
+        assert info.state == "active" and info.srtt_ms >= 150, info  # the 200 ms 3G delay
+        after = topo.gw.run("sysctl -n net.sctp.rto_min net.sctp.hb_interval net.sctp.pf_retrans").stdout
+        assert before == after
+    finally:
+        for s in (cli, conn, lst):
+            s.close()
