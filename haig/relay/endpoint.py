@@ -306,10 +306,11 @@ class Endpoint:
                 return  # ICMP error from the target; nothing to relay
             if sess is None or sess.flows is None:
                 return
-            flow = sess.flows.touch(gw_flow, self.clock.mono())
+            flow = sess.flows.get(gw_flow)  # keyed by the gateway's flow id
             svc = sess.services[svc_index]
             if flow is None or svc is None:
                 return
+            sess.flows.touch(flow.id, self.clock.mono())
             if len(data) > self.main.max_datagram:
                 self.status.count_drop("oversized")
                 continue

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from tests.testbed.netns import Netns
 from tests.testbed.topology import FALLBACK, MAIN, Topology
 
 KEY = "testbed-shared-key-0123456789"
+# Uplink (UCI section) names for the bed's links, as a router owner would call them.
+UPLINK = {MAIN: "dsl", FALLBACK: "lte"}
 
 
 def _sec(kind: str, name: str, opts: dict) -> str:
@@ -55,7 +56,7 @@ def gateway_config(topo: Topology, port: int, services: list[Service], *, gatewa
              "endpoint_address": lk.ep_addr, "hb_interval": 500, "path_max_retrans": 3,
              "pf_retrans": 0}
         u.update((uplinks or {}).get(name, {}))
-        out += _sec("uplink", name, u)
+        out += _sec("uplink", UPLINK[name], u)
     for s in services:
         out += _sec("service", s.name, {"listen": s.listen, "ttl": s.ttl, "critical": s.critical})
     return out

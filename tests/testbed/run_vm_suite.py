@@ -7,7 +7,6 @@ The JUnit report lands in artifacts/vm/ (a directory the guest can write).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import xml.etree.ElementTree as ET
@@ -29,9 +28,8 @@ def summarize(junit: Path) -> tuple[int, int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k name)")
-    args = ap.parse_args(argv)
+    # Extra arguments go to pytest as they are (e.g. -k name -x).
+    extra = sys.argv[1:] if argv is None else argv
     out = REPO / "artifacts" / "vm"
     out.mkdir(parents=True, exist_ok=True)
     junit = out / "junit.xml"
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     py = shlex.quote(sys.executable)
     pytest_cmd = (
         f"{py} -m pytest tests/vm -p no:cacheprovider -v -rA --junitxml={junit} "
-        f"--basetemp={out}/tmp " + " ".join(shlex.quote(a) for a in args.pytest_args)
+        f"--basetemp={out}/tmp " + " ".join(shlex.quote(a) for a in extra)
     )
     guest = f"HAIG_REPO={shlex.quote(str(REPO))} sh tests/testbed/guest.sh {pytest_cmd}"
     rc = run_in_vm(guest, rwdirs=[str(out)])

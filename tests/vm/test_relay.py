@@ -1,0 +1,151 @@
+"""The relay end to end: haig gateway and endpoint daemons in the test bed, UDP in,
+UDP out, admission of gateways, bad input counted."""
+
+from __future__ import annotations
+
+import random
+import select
+import time
+
+import pytest
+
+from tests.testbed import traffic
+from tests.testbed.haig_procs import (
+    KEY,
+    UPLINK,
+    Haig,
+    Service,
+    assoc_up,
+    endpoint_config,
+    gateway_config,
+    paths_active,
+)
+from tests.testbed.topology import MAIN
+
+
+@pytest.fixture
+def procs():
+    started: list[Haig] = []
+    yield started
+    for p in reversed(started):
+        p.stop()
+        # shown by pytest for a failing test only
+        print(f"--- {p.name} log ---\n{p.log()[-4000:]}")
+
+
+def _echo(topo, port: int) -> traffic.Sink:
+    return traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, port)), echo=True).start()
+
+
+def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
+    port = 8801
+    svc = [traffic_service(topo, "echo", 7001)]
+    ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
+    procs.append(ep)
+    gw = Haig(topo.gw, gateway_config(topo, port, svc, main={"max_datagram": 1400}), "gw").start()
+    procs.append(gw)
+    echo = _echo(topo, 7001)
+    try:
+        st = gw.wait_for(paths_active, 90, "association up with both paths active")
+        # rto_min 100 applied to this association alone: the kernel default is 1000.
+        main_up = next(u for u in st["uplinks"] if u["name"] == UPLINK[MAIN])
+        assert main_up["rto_ms"] is not None and main_up["rto_ms"] < 1000, main_up
+        assert topo.gw.run("sysctl -n net.sctp.rto_min").stdout.strip() == "1000"
+
+        cli = traffic.udp_in(topo.client)
+        rng = random.Random(7)
+        sent = {}
+        for seq in range(300):
+            size = rng.choice([traffic.HDR.size, 60, 200, 576, 1200, 1400])
+            d = traffic.make_datagram(seq, size, rng)
+            sent[seq] = d
+            cli.sendto(d, (topo.gw_lan_addr, 7001))
+            time.sleep(0.005)  # ~1 Mbit/s: fits the 3.5 Mbit/s fallback, should a failover happen
+        got: dict[int, bytes] = {}
+        dups = corrupted = 0
+        deadline = time.monotonic() + 20
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            r, _, _ = select.select([cli], [], [], 0.5)
+            if not r:
+                continue
+            data = cli.recv(65535)
+            ok = traffic.check_datagram(data)
+            if ok is None:
+                corrupted += 1
+            elif ok[0] in got:
+                dups += 1
+            else:
+                got[ok[0]] = data
+        assert corrupted == 0 and dups == 0
+        assert len(got) >= 0.99 * len(sent), (f"{len(got)}/{len(sent)} echoed; gw drops "
+                                              f"{gw.status()['drops']}, ep drops {ep.status()['drops']}")
+        assert all(got[s] == sent[s] for s in got)  # boundaries and bytes kept
+
+        # Oversized datagrams are counted and dropped; the daemon carries on.
+        cli.sendto(b"x" * 3000, (topo.gw_lan_addr, 7001))
+        st = gw.wait_for(lambda s: s["drops"].get("oversized", 0) >= 1, 20, "oversized drop counted")
+        cli.sendto(sent[0], (topo.gw_lan_addr, 7001))
+        r, _, _ = select.select([cli], [], [], 10)
+        assert r and cli.recv(65535) == sent[0]
+        cli.close()
+        flows = gw.status()["flows"]
+        assert len(flows) == 1 and flows[0]["service"] == "echo"
+        assert ep.status()["associations"][0]["gateway_id"] == "home1"
+    finally:
+        echo.stop()
+
+
+def traffic_service(topo, name: str, port: int, **kw) -> Service:
+    return Service(name, f"{topo.gw_lan_addr}:{port}", f"{topo.server_addr}:{port}", **kw)
+
+
+def test_many_gateways_kept_apart_and_unknown_refused(topo, procs):
+    port = 8802
+    homes = {"home1": KEY, "home2": KEY + "2", "home3": KEY + "3"}
+    services = {g: traffic_service(topo, "echo", 7100 + i) for i, g in enumerate(homes)}
+    ep_services = [Service("echo", "", f"{topo.server_addr}:7100")]
+    ep = Haig(topo.ep, endpoint_config(topo, port, ep_services, gateways=homes), "ep").start()
+    procs.append(ep)
+    echo = _echo(topo, 7100)
+    gws = {}
+    for i, (g, key) in enumerate(homes.items()):
+        cfg = gateway_config(topo, port, [services[g]], gateway_id=g, key=key,
+                             main={"api_listen": f"127.0.0.1:{8990 + i}"})
+        gws[g] = Haig(topo.gw, cfg, g, api=f"http://127.0.0.1:{8990 + i}").start()
+        procs.append(gws[g])
+    intruder = Haig(topo.gw, gateway_config(topo, port, [traffic_service(topo, "echo", 7199)],
+                                            gateway_id="intruder", key=KEY,
+                                            main={"api_listen": "127.0.0.1:8999"}),
+                    "intruder", api="http://127.0.0.1:8999").start()
+    procs.append(intruder)
+    try:
+        for g in homes:
+            gws[g].wait_for(assoc_up, 120, f"{g} admitted")
+        # Each home's clients get back exactly their own datagrams.
+        socks = {g: traffic.udp_in(topo.client) for g in homes}
+        rng = random.Random(3)
+        for n in range(50):
+            for i, g in enumerate(homes):
+                d = traffic.make_datagram(n * 10 + i, 100, rng)
+                socks[g].sendto(d, (topo.gw_lan_addr, 7100 + i))
+        for i, g in enumerate(homes):
+            seqs = []
+            deadline = time.monotonic() + 15
+            while len(seqs) < 50 and time.monotonic() < deadline:
+                r, _, _ = select.select([socks[g]], [], [], 0.5)
+                if r:
+                    ok = traffic.check_datagram(socks[g].recv(65535))
+                    assert ok is not None
+                    seqs.append(ok[0])
+            assert len(seqs) >= 49 and all(s % 10 == i for s in seqs), (g, seqs[:10])
+        ep_st = ep.status()
+        assert {a["gateway_id"] for a in ep_st["associations"] if a.get("state") == "up"} == set(homes)
+        # The unknown gateway is refused, and the refusal is logged and an event.
+        ep.wait_for(lambda s: any(e["new"] == "refused" and "intruder" in e["reason"]
+                                  for e in s["events"]), 60, "intruder refused")
+        assert "refused gateway 'intruder'" in ep.log()
+        ist = intruder.status()
+        assert not assoc_up(ist)
+        assert any(e["new"] == "refused" for e in intruder.events())
+    finally:
+        echo.stop()
