@@ -3,7 +3,7 @@ header, or one control message. Pure encode/decode; malformed input raises WireE
 
 Admission (no clocks needed: routers without an RTC boot in 1970):
   endpoint → CHALLENGE(nonce_e)                  on association COMM_UP
-  gateway  → HELLO(id, nonce_g, services, mac)   mac = HMAC-SHA256(key, "hello"|nonce_e|nonce_g|id|services)
+  gateway  → HELLO(id, nonce_g, services, mac)   mac = HMAC-SHA256(key, "hello"|nonce_e|id|nonce_g|services)
   endpoint → WELCOME(accepted services, mac)     mac = HMAC-SHA256(key, "welcome"|nonce_g|nonce_e|accepted)
            or REFUSED(reason) and ABORT
 Both ends prove they know the key; a replayed HELLO fails against a fresh challenge. After
@@ -71,15 +71,26 @@ def msg_type(msg: bytes) -> int:
     return typ
 
 
+def _expect(msg: bytes, typ: int, min_len: int = 2) -> None:
+    """Each decoder checks its own header: a caller that skipped msg_type (or a bug that
+    routes a message to the wrong decoder) gets WireError, never a misread message."""
+    if len(msg) < min_len:
+        raise WireError("message truncated")
+    if msg_type(msg) != typ:
+        raise WireError(f"not a message of type {typ}")
+
+
 # --- data -----------------------------------------------------------------------------
 
 def encode_data(service: int, flow_id: int, payload: bytes, seq: int = 0, flags: int = 0) -> bytes:
-    return _DATA.pack(VERSION, DATA, flags, service, flow_id, seq) + payload
+    try:
+        return _DATA.pack(VERSION, DATA, flags, service, flow_id, seq) + payload
+    except struct.error as e:  # a field out of range is the caller's bug: say which kind
+        raise ValueError(f"data header field out of range: {e}") from e
 
 
 def decode_data(msg: bytes) -> Data:
-    if len(msg) < DATA_HEADER:
-        raise WireError("data message shorter than its header")
+    _expect(msg, DATA, DATA_HEADER)
     _, _, flags, svc, flow_id, seq = _DATA.unpack_from(msg)
     return Data(flags, svc, flow_id, seq, bytes(msg[DATA_HEADER:]))
 
@@ -88,11 +99,21 @@ def encode_path() -> bytes:
     return _HDR.pack(VERSION, PATH)
 
 
+def decode_path(msg: bytes) -> None:
+    """PATH carries nothing but its arrival path; anything after the header is malformed."""
+    _expect(msg, PATH)
+    if len(msg) != 2:
+        raise WireError("bad PATH length")
+
+
 def encode_close(flow_id: int) -> bytes:
+    if not 0 <= flow_id <= 0xFFFFFFFF:
+        raise ValueError("flow id out of range")
     return _HDR.pack(VERSION, CLOSE) + struct.pack("!I", flow_id)
 
 
 def decode_close(msg: bytes) -> int:
+    _expect(msg, CLOSE)
     if len(msg) != 6:
         raise WireError("bad CLOSE length")
     return struct.unpack_from("!I", msg, 2)[0]
@@ -132,11 +153,19 @@ class _Reader:
             raise WireError("trailing bytes")
 
 
+def _nonce(nonce: bytes) -> bytes:
+    # A nonce of another length would make the MAC input ambiguous and the message undecodable.
+    if len(nonce) != NONCE:
+        raise ValueError(f"nonce must be {NONCE} bytes")
+    return bytes(nonce)
+
+
 def encode_challenge(nonce: bytes) -> bytes:
-    return _HDR.pack(VERSION, CHALLENGE) + nonce
+    return _HDR.pack(VERSION, CHALLENGE) + _nonce(nonce)
 
 
 def decode_challenge(msg: bytes) -> bytes:
+    _expect(msg, CHALLENGE)
     r = _Reader(msg, 2)
     nonce = r.take(NONCE)
     r.end()
@@ -155,11 +184,14 @@ def hello_mac(key: str, challenge: bytes, gateway_id: str, nonce: bytes, service
 def encode_hello(key: str, challenge: bytes, gateway_id: str, nonce: bytes, services: tuple[str, ...]) -> bytes:
     if len(services) > 255:
         raise ValueError("at most 255 services")
+    _nonce(challenge)
+    _nonce(nonce)
     return (_HDR.pack(VERSION, HELLO) + _hello_body(gateway_id, nonce, services)
             + hello_mac(key, challenge, gateway_id, nonce, services))
 
 
 def decode_hello(msg: bytes) -> Hello:
+    _expect(msg, HELLO)
     r = _Reader(msg, 2)
     gw = r.string()
     nonce = r.take(NONCE)
@@ -179,13 +211,21 @@ def welcome_mac(key: str, hello_nonce: bytes, challenge: bytes, accepted: tuple[
 
 
 def encode_welcome(key: str, hello_nonce: bytes, challenge: bytes, accepted: tuple[bool, ...]) -> bytes:
+    if len(accepted) > 255:
+        raise ValueError("at most 255 services")
     return (_HDR.pack(VERSION, WELCOME) + bytes([len(accepted)]) + bytes(accepted)
             + welcome_mac(key, hello_nonce, challenge, accepted))
 
 
 def decode_welcome(msg: bytes) -> Welcome:
+    _expect(msg, WELCOME)
     r = _Reader(msg, 2)
-    accepted = tuple(bool(b) for b in r.take(r.byte()))
+    flags = r.take(r.byte())
+    # Only 0/1: the MAC covers the normalised booleans, so any other byte would be a
+    # second encoding of the same WELCOME that still verifies.
+    if any(b > 1 for b in flags):
+        raise WireError("accepted flag is neither 0 nor 1")
+    accepted = tuple(bool(b) for b in flags)
     mac = r.take(MAC)
     r.end()
     return Welcome(accepted, mac)
@@ -195,9 +235,18 @@ def welcome_ok(key: str, hello_nonce: bytes, challenge: bytes, w: Welcome) -> bo
     return hmac.compare_digest(welcome_mac(key, hello_nonce, challenge, w.accepted), w.mac)
 
 
+REASON_MAX = 200
+
+
 def encode_refused(reason: str) -> bytes:
-    return _HDR.pack(VERSION, REFUSED) + reason.encode()[:200]
+    # Cut on a character boundary so a long non-ASCII reason still decodes cleanly.
+    raw = reason.encode()[:REASON_MAX].decode(errors="ignore").encode()
+    return _HDR.pack(VERSION, REFUSED) + raw
 
 
 def decode_refused(msg: bytes) -> str:
+    """The reason is for people to read: undecodable bytes are replaced, not refused."""
+    _expect(msg, REFUSED)
+    if len(msg) > 2 + REASON_MAX:
+        raise WireError("REFUSED reason too long")
     return bytes(msg[2:]).decode(errors="replace")
