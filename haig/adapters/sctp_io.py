@@ -31,8 +31,19 @@ SCTP_UNORDERED, SCTP_ADDR_OVER, SCTP_ABORT, SCTP_EOF = 1, 2, 4, 0x200
 SCTP_PR_SCTP_TTL = 0x10
 
 # notification types
-SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_REMOTE_ERROR = 0x8001, 0x8002, 0x8004
-SCTP_SHUTDOWN_EVENT, SCTP_SEND_FAILED_EVENT = 0x8005, 0x800D
+SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_SEND_FAILED, SCTP_REMOTE_ERROR = 0x8001, 0x8002, 0x8003, 0x8004
+SCTP_SHUTDOWN_EVENT, SCTP_PARTIAL_DELIVERY_EVENT, SCTP_ADAPTATION_INDICATION = 0x8005, 0x8006, 0x8007
+SCTP_AUTHENTICATION_EVENT, SCTP_SENDER_DRY_EVENT = 0x8008, 0x8009
+SCTP_STREAM_RESET_EVENT, SCTP_ASSOC_RESET_EVENT, SCTP_STREAM_CHANGE_EVENT = 0x800A, 0x800B, 0x800C
+SCTP_SEND_FAILED_EVENT = 0x800D
+# Where each notification struct keeps its assoc id: not always right after the 8-byte
+# header (remote error has an error code first, send-failed a whole sndinfo/sndrcvinfo).
+_ASSOC_ID_AT = {
+    SCTP_SEND_FAILED: 44, SCTP_REMOTE_ERROR: 12, SCTP_SHUTDOWN_EVENT: 8,
+    SCTP_PARTIAL_DELIVERY_EVENT: 12, SCTP_ADAPTATION_INDICATION: 12,
+    SCTP_AUTHENTICATION_EVENT: 16, SCTP_SENDER_DRY_EVENT: 8, SCTP_STREAM_RESET_EVENT: 8,
+    SCTP_ASSOC_RESET_EVENT: 8, SCTP_STREAM_CHANGE_EVENT: 8, SCTP_SEND_FAILED_EVENT: 28,
+}
 ASSOC_STATES = {0: "comm_up", 1: "comm_lost", 2: "restart", 3: "shutdown_comp", 4: "cant_str_assoc"}
 
 _SNDRCV = struct.Struct("=HHH2xIIIIIi")
@@ -90,14 +101,20 @@ class PeerAddrChange:
 @dataclass(frozen=True)
 class OtherNotification:
     type: int
-    assoc_id: int
+    assoc_id: int  # 0 for a type whose layout this module does not know
 
 
 Notification = AssocChange | PeerAddrChange | OtherNotification
 
 
 def parse_sockaddr(raw: bytes) -> tuple[str, int]:
+    """(host, port) of a struct sockaddr_in/in6 (or sockaddr_storage); ("?", 0) for
+    another family. ValueError when the bytes are too short for their family."""
+    if len(raw) < 2:
+        raise ValueError("sockaddr too short")
     fam = struct.unpack_from("=H", raw)[0]
+    if fam in (socket.AF_INET, socket.AF_INET6) and len(raw) < (8 if fam == socket.AF_INET else 24):
+        raise ValueError("sockaddr too short for its family")
     if fam == socket.AF_INET:
         port = struct.unpack_from("!H", raw, 2)[0]
         return socket.inet_ntoa(raw[4:8]), port
@@ -108,19 +125,30 @@ def parse_sockaddr(raw: bytes) -> tuple[str, int]:
 
 
 def parse_notification(buf: bytes) -> Notification:
+    """One notification (linux/sctp.h union sctp_notification). ValueError when the
+    bytes are shorter than the struct their type names: a truncated notification is
+    never read at the wrong offsets."""
     if len(buf) < 8:
         raise ValueError("notification too short")
-    typ, _flags, length = struct.unpack_from("=HHI", buf)
-    if typ == SCTP_ASSOC_CHANGE and len(buf) >= 20:
+    typ, _flags, _length = struct.unpack_from("=HHI", buf)
+    if typ == SCTP_ASSOC_CHANGE:
+        if len(buf) < 20:
+            raise ValueError("assoc change notification truncated")
         state, err = struct.unpack_from("=HH", buf, 8)
         assoc = struct.unpack_from("=i", buf, 16)[0]
         return AssocChange(ASSOC_STATES.get(state, str(state)), err, assoc)
-    if typ == SCTP_PEER_ADDR_CHANGE and len(buf) >= 148:
+    if typ == SCTP_PEER_ADDR_CHANGE:
+        if len(buf) < 148:
+            raise ValueError("peer address change notification truncated")
         addr = parse_sockaddr(buf[8:136])
         state, err, assoc = struct.unpack_from("=iii", buf, 136)
         return PeerAddrChange(addr, ADDR_CHANGE.get(state, str(state)), err, assoc)
-    assoc = struct.unpack_from("=i", buf, 8)[0] if len(buf) >= 12 else 0
-    return OtherNotification(typ, assoc)
+    at = _ASSOC_ID_AT.get(typ)
+    if at is None:
+        return OtherNotification(typ, 0)
+    if len(buf) < at + 4:
+        raise ValueError(f"notification {typ:#x} truncated")
+    return OtherNotification(typ, struct.unpack_from("=i", buf, at)[0])
 
 
 def receive(sock: socket.socket, bufsize: int = 65536 + 64) -> Received | Notification | None:
@@ -130,7 +158,12 @@ def receive(sock: socket.socket, bufsize: int = 65536 + 64) -> Received | Notifi
     except BlockingIOError:
         return None
     if flags & MSG_NOTIFICATION:
-        return parse_notification(data)
+        try:
+            return parse_notification(data)
+        except ValueError:
+            # Cut short (MSG_EOR missing): nothing in it can be trusted; type 0 is no
+            # notification, so callers ignore it, and the socket keeps being read.
+            return OtherNotification(0, 0)
     assoc_id, stream = 0, 0
     for level, typ, cdata in anc:
         if level == SOL_SCTP and typ == SCTP_RCVINFO and len(cdata) >= _RCVINFO.size:

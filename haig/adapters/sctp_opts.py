@@ -45,8 +45,9 @@ def sockaddr(addr: tuple[str, int] | None) -> bytes:
         raw = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + \
             socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0)
     else:
+        # inet_pton, not inet_aton: aton takes "10.1" for 10.0.0.1 without complaint.
         raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + \
-            socket.inet_aton(host)
+            socket.inet_pton(socket.AF_INET, host)
     return raw.ljust(128, b"\0")
 
 
