@@ -179,3 +179,44 @@ def test_pysctp_patch_drops_host_paths():
     assert any("library_dirs" in ln for ln in removed)
     assert not any("/usr/" in ln for ln in added), "cross builds must not see the build host's headers"
 
+
+
+# ------------------------------------------------------------ python-pyroute2
+
+PYROUTE2 = REPO / "python-pyroute2"
+
+
+def test_pyroute2_package_supersedes_the_feeds():
+    pmk = bp.parse_makefile(PYROUTE2 / "Makefile")
+    v = pmk.variables
+    # OpenWrt's feeds script compares source packages by directory name: only the
+    # feed's own name (lang/python/python-pyroute2) makes this copy win over it.
+    assert PYROUTE2.name == v["PKG_NAME"] == "python-pyroute2"
+    assert v["PYPI_NAME"] == "pyroute2"
+    assert re.fullmatch(r"[0-9a-f]{64}", v["PKG_HASH"])
+    # the router gets the version developers test against, and one with AsyncIPRoute
+    assert v["PKG_VERSION"] == metadata.version("pyroute2")
+    assert tuple(int(x) for x in v["PKG_VERSION"].split(".")[:2]) >= (0, 9)
+    fields = bp.define_fields(pmk.defines["Package/python3-pyroute2"])
+    assert bp.depends_list(fields["DEPENDS"]) == ["python3"]  # as the feed's package
+    text = (PYROUTE2 / "Makefile").read_text()
+    for line in ("$(eval $(call Py3Package,python3-pyroute2))",
+                 "$(eval $(call BuildPackage,python3-pyroute2))"):
+        assert line in text
+
+
+def test_pyroute2_patch_restates_the_license_for_older_setuptools():
+    patch = (PYROUTE2 / "patches/001-license-for-older-setuptools.patch").read_text()
+    assert patch.startswith("--- a/pyproject.toml\n+++ b/pyproject.toml\n")
+    removed = [ln[1:] for ln in patch.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    added = [ln[1:] for ln in patch.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    # setuptools < 77 accepts only a table here, and no [project] license-files
+    assert any(ln.startswith("license = \"") for ln in removed)
+    assert any(ln.startswith("license-files") for ln in removed)
+    assert added == ['license = {text = "GPL-2.0-or-later OR Apache-2.0"}']
+
+
+def test_haig_and_developers_need_pyroute2_0_9():
+    assert '"pyroute2>=0.9"' in (REPO / "pyproject.toml").read_text()
+    pinned = re.search(r"^pyroute2==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M)
+    assert pinned and pinned.group(1) == bp.parse_makefile(PYROUTE2 / "Makefile").variables["PKG_VERSION"]
