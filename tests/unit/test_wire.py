@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from haig.core import wire
@@ -25,6 +25,7 @@ def welcome_msg(key=KEY, accepted=(True, False)) -> bytes:
 # --- round trips ------------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(service=st.integers(0, 255), flow_id=st.integers(0, 2**32 - 1), seq=st.integers(0, 2**32 - 1),
        flags=st.integers(0, 255), payload=st.binary(max_size=2000))
 def test_data_round_trip(service, flow_id, seq, flags, payload):
@@ -52,6 +53,7 @@ def test_data_out_of_range_field_is_value_error():
         wire.encode_data(0, 2**32, b"")
 
 
+@settings(deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_close_round_trip(flow_id):
     msg = wire.encode_close(flow_id)
@@ -66,6 +68,7 @@ def test_path_round_trip():
     assert wire.decode_path(msg) is None
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=16, max_size=16))
 def test_challenge_round_trip(nonce):
     msg = wire.encode_challenge(nonce)
@@ -76,6 +79,7 @@ def test_challenge_round_trip(nonce):
 name = st.text(max_size=60)  # at most 240 UTF-8 bytes: always fits the 255-byte limit
 
 
+@settings(deadline=None)
 @given(gw=name, services=st.lists(name, max_size=8).map(tuple),
        challenge=st.binary(min_size=16, max_size=16), nonce=st.binary(min_size=16, max_size=16))
 def test_hello_round_trip(gw, services, challenge, nonce):
@@ -86,6 +90,7 @@ def test_hello_round_trip(gw, services, challenge, nonce):
     assert wire.hello_ok(KEY, challenge, h)
 
 
+@settings(deadline=None)
 @given(st.lists(st.booleans(), max_size=255).map(tuple))
 def test_welcome_round_trip(accepted):
     msg = welcome_msg(accepted=accepted)
@@ -299,6 +304,7 @@ def test_hello_claiming_more_services_than_present_raises_wire_error():
 decoder = st.sampled_from(sorted(DECODERS.items()))
 
 
+@settings(deadline=None)
 @given(decoder, st.binary(max_size=300))
 @example((wire.HELLO, wire.decode_hello), b"\x01\x02\xff")
 @example((wire.WELCOME, wire.decode_welcome), b"\x01\x03\xff")
@@ -310,6 +316,7 @@ def test_decoders_on_arbitrary_bytes_raise_only_wire_error(dec, data):
         pass
 
 
+@settings(deadline=None)
 @given(decoder, st.binary(max_size=300))
 def test_decoders_behind_a_valid_header_raise_only_wire_error(dec, body):
     # Past the header check, so the fuzzing reaches the body parsers.
@@ -320,6 +327,7 @@ def test_decoders_behind_a_valid_header_raise_only_wire_error(dec, body):
         pass
 
 
+@settings(deadline=None)
 @given(decoder, st.data())
 def test_mutated_valid_messages_raise_only_wire_error(dec, data):
     typ, fn = dec
@@ -335,6 +343,7 @@ def test_mutated_valid_messages_raise_only_wire_error(dec, data):
         pass
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=40))
 def test_msg_type_on_arbitrary_bytes_raises_only_wire_error(data):
     try:
