@@ -18,6 +18,7 @@ SCTP_RTOINFO = 0
 SCTP_INITMSG = 2
 SCTP_NODELAY = 3
 SCTP_PRIMARY_ADDR = 6
+SCTP_DELAYED_SACK = 16
 SCTP_PEER_ADDR_PARAMS = 9
 SCTP_GET_PEER_ADDR_INFO = 15
 SCTP_PEER_ADDR_THLDS_V2 = 37
@@ -89,6 +90,23 @@ def set_initmsg(sock, ostreams: int, instreams: int, attempts: int = 4, init_tim
 def set_nodelay(sock, on: bool = True) -> None:
     # Without NODELAY, Nagle can hold small datagrams until their PR-SCTP lifetime expires.
     _set(sock, SCTP_NODELAY, struct.pack("=i", 1 if on else 0))
+
+
+def set_delayed_sack(sock, assoc_id: int, delay_ms: int, freq: int = 2) -> None:
+    """SACK delay below rto_min: with the kernel's 200 ms default a lone message (an
+    idle path's first datagram, a control message) is SACKed only after its T3 timer
+    (RTO 100 ms) fired, so the path goes PF with no loss at all — a flip-flop source."""
+    _set(sock, SCTP_DELAYED_SACK, struct.pack("=iII", assoc_id, delay_ms, freq))
+
+
+def get_delayed_sack(sock, assoc_id: int) -> tuple[int, int]:
+    _, delay, freq = struct.unpack("=iII", _get(sock, SCTP_DELAYED_SACK, struct.pack("=iII", assoc_id, 0, 0)))
+    return delay, freq
+
+
+def sack_delay_for(rto_min_ms: int) -> int:
+    """Half the smallest RTO, within the kernel's 1..500 ms range."""
+    return max(1, min(200, rto_min_ms // 2))
 
 
 def set_paddr_params(sock, assoc_id: int, addr: tuple[str, int] | None, hbinterval_ms: int,

@@ -80,6 +80,7 @@ class Endpoint:
         # assoc id 0 on a one-to-many socket = defaults for associations yet to come;
         # every association is tuned again on COMM_UP.
         sctp_opts.set_rtoinfo(raw, 0, m.rto_initial, m.rto_max, m.rto_min)
+        sctp_opts.set_delayed_sack(raw, 0, sctp_opts.sack_delay_for(m.rto_min))
         sctp_opts.set_nodelay(raw)
         sctp_io.subscribe(raw)
         wrapper.bindx([(a, m.port) for a in m.bind])
@@ -160,6 +161,7 @@ class Endpoint:
         m = self.main
         try:
             sctp_opts.set_rtoinfo(self.sock, assoc_id, m.rto_initial, m.rto_max, m.rto_min)
+            sctp_opts.set_delayed_sack(self.sock, assoc_id, sctp_opts.sack_delay_for(m.rto_min))
             sctp_opts.expose_pf(self.sock, assoc_id, 2)
             sctp_opts.set_paddr_params(self.sock, assoc_id, None, DEFAULT_HB_MS, 0)
         except OSError as e:
@@ -181,6 +183,7 @@ class Endpoint:
             if typ == wire.DATA:
                 self._from_gateway(sess, wire.decode_data(r.data), r)
             elif typ == wire.PATH and r.addr:
+                wire.decode_path(r.data)
                 self._follow_path(sess, r.addr)
             elif typ == wire.CLOSE:
                 self._close_flow(sess, wire.decode_close(r.data))

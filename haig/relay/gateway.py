@@ -192,6 +192,7 @@ class Gateway:
         try:
             sctp_opts.set_initmsg(raw, N_STREAMS, N_STREAMS, attempts=3, init_timeo_ms=m.rto_max)
             sctp_opts.set_rtoinfo(raw, 0, m.rto_initial, m.rto_max, m.rto_min)
+            sctp_opts.set_delayed_sack(raw, 0, sctp_opts.sack_delay_for(m.rto_min))
             sctp_opts.set_nodelay(raw)
             sctp_io.subscribe(raw)
             encap = [u for u in order if u.udp_encap]

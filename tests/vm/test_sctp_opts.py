@@ -25,6 +25,8 @@ def test_per_association_knobs_read_back(topo):
         sctp_opts.set_thresholds(cli, 0, (main.ep_addr, port), pathmaxrxt=3, pf_retrans=1)
         assert sctp_opts.get_thresholds(cli, 0, (main.ep_addr, port))[:2] == (3, 1)
         sctp_opts.expose_pf(cli, 0, 2)
+        sctp_opts.set_delayed_sack(cli, 0, 40)
+        assert sctp_opts.get_delayed_sack(cli, 0)[0] == 40
         sctp_probe.wait_paths_active(cli, [main.ep_addr, fb.ep_addr], port)
         sctp_opts.set_primary(cli, 0, (fb.ep_addr, port))
         assert cli.get_status(0).primary.addr[0] == fb.ep_addr
