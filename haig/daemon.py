@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -154,6 +155,8 @@ class Daemon:
 def setup_logging(level: str) -> None:
     # procd captures stderr into the system log (logread); no timestamps of our own there.
     fmt = "%(name)s: %(levelname)s: %(message)s"
+    if os.environ.get("HAIG_LOG_TIMESTAMPS"):  # off the router (tests, Debian endpoint)
+        fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
 
 

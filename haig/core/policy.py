@@ -38,6 +38,9 @@ Rules
 * **Heartbeats**: a metered uplink that is not primary gets `metered_hb_interval`, the
   primary and non-metered uplinks `hb_interval`. SetHeartbeat is emitted for every uplink
   on the first step (and after association up), then only on change.
+* **Probing**: a suspect, non-metered uplink that is not primary gets a heartbeat of
+  `PROBE_HB_MS` (or its hb_interval if shorter) until the hold-down clears it, so a lossy
+  line cannot pass the hold-down on a handful of lucky heartbeats.
 * **SetPrimary** is emitted only when the primary differs from what the kernel was told,
   never while the association is known to be down.
 
@@ -102,6 +105,9 @@ class SetHeartbeat:
 
 
 Action = SetPrimary | SetHeartbeat
+
+
+PROBE_HB_MS = 100  # heartbeat on a recovering (suspect) uplink, ms
 
 
 class _Path:
@@ -500,6 +506,11 @@ class PathPolicy:
     def _wanted_hb(self, p: _Path) -> int:
         if p.cfg.metered and p.name != self._primary:
             return p.cfg.metered_hb_interval
+        if p.suspect and p.name != self._primary:
+            # Probe a recovering uplink densely: with sparse heartbeats a lossy line (10 %)
+            # often passes the hold-down by luck and fails again as soon as it carries
+            # traffic (seen in the VM: failback, then PF 120 ms later).
+            return min(p.cfg.hb_interval, PROBE_HB_MS)
         return p.cfg.hb_interval
 
     def _sync(self, now: float) -> None:

@@ -92,7 +92,7 @@ class Haig:
         self.path = d / "haig.conf"
         self.path.write_text(self.config)
         self.log_path = d / "haig.log"
-        env = dict(os.environ, **self.extra_env)
+        env = dict(os.environ, HAIG_LOG_TIMESTAMPS="1", **self.extra_env)
         self.proc = self.ns.popen([sys.executable, "-m", "haig", "run", "-c", str(self.path)],
                                   stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from haig.core.events import ASSOC, CONFIG, FAILBACK, FAILOVER, LINK, PATH_STATE
-from haig.core.policy import NO_HEALTHY_PATH, OK, PathPolicy, SetHeartbeat, SetPrimary
+from haig.core.policy import NO_HEALTHY_PATH, OK, PROBE_HB_MS, PathPolicy, SetHeartbeat, SetPrimary
 from tests.unit.policy_timeline import Timeline, uplink
 
 HOLD = 30.0
@@ -240,17 +240,26 @@ def test_metered_uplink_heartbeat_follows_its_role():
     assert ("lte", 30000) in tl.heartbeats()
     m = tl.mark()
     tl.state("wan", "pf", 10.0)
-    assert tl.since(m)[0] == [SetPrimary("lte"), SetHeartbeat("lte", 1000)]
+    acts = tl.since(m)[0]
+    assert acts[0] == SetPrimary("lte")
+    # lte carries traffic: normal heartbeat; wan recovers under dense probing
+    assert set(acts[1:]) == {SetHeartbeat("lte", 1000), SetHeartbeat("wan", PROBE_HB_MS)}
     m = tl.mark()
     tl.state("wan", "active", 11.0).at(11.0 + HOLD)
-    assert tl.since(m)[0] == [SetPrimary("wan"), SetHeartbeat("lte", 30000)]
+    acts = tl.since(m)[0]
+    assert acts[0] == SetPrimary("wan")
+    assert set(acts[1:]) == {SetHeartbeat("lte", 30000), SetHeartbeat("wan", 1000)}
     assert tl.p.uplink_view("lte")["heartbeat_ms"] == 30000
 
 
-def test_non_metered_heartbeat_never_changes():
+def test_recovering_uplink_is_probed_densely_until_hold_down_clears_it():
     tl = started()
-    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0).at(100.0)
-    assert sorted(tl.heartbeats()) == [("lte", 1000), ("wan", 1000)]
+    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    assert [h for h in tl.heartbeats() if h[0] == "wan"] == [("wan", 1000), ("wan", PROBE_HB_MS)]
+    tl.at(100.0)
+    assert [h for h in tl.heartbeats() if h[0] == "wan"] == [
+        ("wan", 1000), ("wan", PROBE_HB_MS), ("wan", 1000)]
+    assert [h for h in tl.heartbeats() if h[0] == "lte"] == [("lte", 1000)]
 
 
 # ---------------------------------------------------------------- no path

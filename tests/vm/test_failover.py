@@ -98,16 +98,25 @@ def test_lossy_main_switches_at_most_once_each_way(pair, loss):
     topo, gw, _ = pair
     _settled(gw)
     seq0 = gw.status()["last_event_seq"]
-    rec, ch = _run(topo, BULK, lambda: topo.impair.window(MAIN, loss, 5.0)[0], before=1.0, after=0.5)
-    t_end = time.time()
+    marks = {}
+
+    def window():
+        marks["start"] = time.time()
+        start, end = topo.impair.window(MAIN, loss, 5.0)
+        marks["end"] = time.time()
+        return start
+
+    rec, ch = _run(topo, BULK, window, before=1.0, after=0.5)
     # after the window: recovery (if it switched) within hold-down + settling time
     gw.wait_for(lambda s: s["primary"] == DSL, HOLD_DOWN + 60, "dsl primary again")
     time.sleep(1.0)
     sw = _switches(gw, seq0)
     kinds = [e["kind"] for e in sw]
     gap, _ = rec.longest_gap(ch.asked - 0.2)
-    print(f"{loss}% loss for 5 s: switches {kinds}; longest gap {gap * 1000:.0f} ms; "
-          f"lost {rec.lost()} of {rec.sent}; ended {t_end:.1f}")
+    print(f"{loss}% loss for 5 s: switches {kinds} at "
+          f"{[round(e['t'] - marks['start'], 2) for e in sw]} s after the loss began "
+          f"(loss ended at {marks['end'] - marks['start']:.2f} s); longest gap {gap * 1000:.0f} ms; "
+          f"lost {rec.lost()} of {rec.sent}")
     assert kinds in ([], ["failover", "failback"]), kinds
 
 
@@ -118,8 +127,10 @@ def test_link_down_moves_traffic_at_once(pair):
     wall = {}
 
     def down():
-        wall["t"] = time.time()
-        return topo.impair.down(MAIN)
+        wall["asked"] = time.time()
+        ch = topo.impair.down(MAIN)
+        wall["effective"] = time.time()
+        return ch
 
     try:
         rec, ch = _run(topo, BULK, down, after=3.0)
@@ -127,12 +138,14 @@ def test_link_down_moves_traffic_at_once(pair):
         topo.impair.up(MAIN)
     sw = _switches(gw, seq0)
     assert sw and sw[0]["kind"] == "failover" and sw[0]["new"] == LTE
-    react = sw[0]["t"] - wall["t"]
+    react = sw[0]["t"] - wall["asked"]
     gap, _ = rec.longest_gap(ch.asked - 0.2)
-    print(f"link down: failover {react * 1000:.0f} ms after `ip link set down` was issued "
-          f"(tc/ip took {(ch.effective - ch.asked) * 1000:.0f} ms); longest arrival gap {gap * 1000:.0f} ms")
-    # target 300 ms; the command itself takes up to ~400 ms under emulation
-    assert react < 1.0
+    print(f"link down: failover {react * 1000:.0f} ms after `ip link set down` was issued, "
+          f"{(sw[0]['t'] - wall['effective']) * 1000:.0f} ms after it returned "
+          f"(the command took {(ch.effective - ch.asked) * 1000:.0f} ms); longest arrival gap {gap * 1000:.0f} ms")
+    # Target 300 ms. The carrier drops somewhere inside the `ip` command, which itself
+    # takes 0.2-2 s under emulation: bound the reaction by the moment it returned.
+    assert sw[0]["t"] - wall["effective"] < 0.3
     assert "carrier" in sw[0]["reason"] or "down" in sw[0]["reason"], sw[0]
     assert gap < 1.0
 

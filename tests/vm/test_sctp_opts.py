@@ -29,7 +29,7 @@ def test_per_association_knobs_read_back(topo):
         assert sctp_opts.get_delayed_sack(cli, 0)[0] == 40
         sctp_probe.wait_paths_active(cli, [main.ep_addr, fb.ep_addr], port)
         sctp_opts.set_primary(cli, 0, (fb.ep_addr, port))
-        assert cli.get_status(0).primary.addr[0] == fb.ep_addr
+        assert cli.get_status(0).primary.sockaddr[0] == fb.ep_addr
         for _ in range(5):  # data over the fallback gives it an RTT measurement
             cli.sctp_send(b"x" * 32)
             time.sleep(0.3)
