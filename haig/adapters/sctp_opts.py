@@ -166,4 +166,33 @@ def get_path_info(sock, assoc_id: int, addr: tuple[str, int]) -> PathInfo:
     buf = struct.pack("=i128s", assoc_id, sockaddr(addr)).ljust(152, b"\0")
     out = _get(sock, SCTP_GET_PEER_ADDR_INFO, buf)
     state, cwnd, srtt, rto, mtu = struct.unpack_from("=iIIII", out, 132)
-    return PathInfo(PATH_STATES.get(state, str(state)), cwnd, srtt, rto, mtu)
+    # The kernel copies spinfo_srtt in jiffies (spinfo_rto in ms): convert with its HZ.
+    hz = kernel_hz(addr[0], rto)
+    srtt_ms = srtt * 1000 // hz if hz else srtt
+    return PathInfo(PATH_STATES.get(state, str(state)), cwnd, srtt_ms, rto, mtu)
+
+
+_HZ_CANDIDATES = (100, 250, 300, 1000)
+_hz: int | None = None
+
+
+def kernel_hz(host: str, rto_ms: int, remaddr: str = "/proc/net/sctp/remaddr") -> int | None:
+    """The kernel's HZ (CONFIG_HZ differs between OpenWrt targets), found once by
+    comparing a path's RTO in ms (socket option) with the same RTO in jiffies
+    (/proc/net/sctp/remaddr: ADDR ASSOC_ID HB_ACT RTO ...)."""
+    global _hz
+    if _hz is not None:
+        return _hz
+    try:
+        with open(remaddr) as f:
+            rows = [ln.split() for ln in f.read().splitlines()[1:]]
+    except OSError:
+        return None
+    for r in rows:
+        if len(r) > 3 and r[0] == host and r[3].isdigit() and int(r[3]) > 0 and rto_ms > 0:
+            j = int(r[3])
+            best = min(_HZ_CANDIDATES, key=lambda hz: abs(j * 1000 / hz - rto_ms))
+            if abs(j * 1000 / best - rto_ms) <= 1000 / best:
+                _hz = best
+                return _hz
+    return None
