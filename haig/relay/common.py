@@ -42,10 +42,24 @@ def family_of(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+UDP_RCVBUF = 1 << 20  # absorb bursts while the loop is busy (a router CPU, a TCG VM)
+
+
+def grow_rcvbuf(s: socket.socket, size: int = UDP_RCVBUF) -> None:
+    """Past net.core.rmem_max when root (SO_RCVBUFFORCE), else as far as allowed."""
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, size)
+            return
+        except OSError:
+            continue
+
+
 def udp_socket(bind: tuple[str, int] | None = None, connect: tuple[str, int] | None = None) -> socket.socket:
     host = (bind or connect or ("0.0.0.0", 0))[0]
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     try:
+        grow_rcvbuf(s)
         if bind:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(bind)

@@ -33,6 +33,7 @@ from haig.relay.common import (
     Clock,
     ensure_udp_encap_port,
     family_of,
+    grow_rcvbuf,
     publish,
 )
 
@@ -108,8 +109,9 @@ class Gateway:
         for i, svc in enumerate(self.services):
             host, port = _hostport(svc.listen)
             lst = _Listener(self, i)
-            await loop.create_datagram_endpoint(lambda lst=lst: lst, local_addr=(host, port),
-                                                family=family_of(host))
+            tr, _ = await loop.create_datagram_endpoint(lambda lst=lst: lst, local_addr=(host, port),
+                                                        family=family_of(host))
+            grow_rcvbuf(tr.get_extra_info("socket"))
             self.listeners.append(lst)
             log.info("service %s: listening on %s", svc.name, svc.listen)
         if any(u.udp_encap for u in self.uplinks):
