@@ -37,8 +37,7 @@ from pathlib import Path
 
 from haig.core.events import FAILBACK, FAILOVER
 from tests.testbed import iperf, openvpn, topology, traffic
-from tests.testbed.haig_api import Haig
-from tests.testbed.haig_procs import Service, endpoint_config, gateway_config, paths_active
+from tests.testbed.haig_procs import Haig, Service, endpoint_config, gateway_config, paths_active
 from tests.testbed.proc import Proc, cpu_seconds, rss_kib, tree
 from tests.testbed.topology import MAIN, Topology
 

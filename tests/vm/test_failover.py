@@ -91,6 +91,11 @@ def test_total_loss_on_main_fails_over_fast_and_back_once(pair):
     assert [e["kind"] for e in sw] == ["failover", "failback"]
     # not before the hold-down: the main link must prove itself first
     assert sw[1]["t"] - t_restored >= HOLD_DOWN - 0.5, restored
+    # and traffic flows on the main link again, nothing lost
+    after, _ = _run(topo, BULK, lambda: None, before=1.0, after=1.0)
+    print(f"after failback: lost {after.lost()} of {after.sent}; gw drops {gw.status()['drops']}")
+    assert after.sent > 100 and after.lost() == 0
+    assert gw.status()["primary"] == DSL
 
 
 @pytest.mark.parametrize("loss", [10, 50])

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from tests.testbed import nat, traffic
-from tests.testbed.haig_api import Haig
 from tests.testbed.haig_procs import (
     UPLINK,
+    Haig,
     Service,
     assoc_up,
     endpoint_config,

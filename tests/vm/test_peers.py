@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.testbed import iperf, openvpn
-from tests.testbed.haig_api import Haig
 from tests.testbed.haig_procs import (
     UPLINK,
+    Haig,
     Service,
     endpoint_config,
     gateway_config,
