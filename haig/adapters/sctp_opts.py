@@ -176,10 +176,10 @@ _HZ_CANDIDATES = (100, 250, 300, 1000)
 _hz: int | None = None
 
 
-def kernel_hz(host: str, rto_ms: int, remaddr: str = "/proc/net/sctp/remaddr") -> int | None:
+def kernel_hz(host: str, rto_ms: int, remaddr: str = "/proc/thread-self/net/sctp/remaddr") -> int | None:
     """The kernel's HZ (CONFIG_HZ differs between OpenWrt targets), found once by
     comparing a path's RTO in ms (socket option) with the same RTO in jiffies
-    (/proc/net/sctp/remaddr: ADDR ASSOC_ID HB_ACT RTO ...)."""
+    (/proc/net/sctp/remaddr: ADDR ASSOC_ID HB_ACT RTO ...) of this thread's netns."""
     global _hz
     if _hz is not None:
         return _hz

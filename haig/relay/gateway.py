@@ -59,8 +59,11 @@ class _Listener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr) -> None:
         self.gw.from_client(self.index, data, addr)
 
-    def error_received(self, exc: Exception) -> None:  # ICMP from a client that went away
-        log.debug("UDP error on service %d: %s", self.index, exc)
+    def error_received(self, exc: Exception) -> None:
+        # asyncio drops a datagram whose sendto failed and reports it here (or an ICMP
+        # error from a client that went away): count it, it is a lost datagram.
+        log.info("UDP error on service %d: %s", self.index, exc)
+        self.gw.status.count_drop("queue_full")
 
 
 class Gateway:

@@ -39,7 +39,8 @@ def _echo(topo, port: int) -> traffic.Sink:
 
 def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
     port = 8801
-    svc = [traffic_service(topo, "echo", 7001)]
+    # ttl 0 = fully reliable: every datagram must arrive, even across a failover
+    svc = [traffic_service(topo, "echo", 7001, ttl=0)]
     ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
     procs.append(ep)
     gw = Haig(topo.gw, gateway_config(topo, port, svc, main={"max_datagram": 1400}), "gw").start()
@@ -77,7 +78,14 @@ def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
             else:
                 got[ok[0]] = data
         assert corrupted == 0 and dups == 0
-        assert len(got) >= 0.99 * len(sent), (f"{len(got)}/{len(sent)} echoed; gw drops "
+        missing = sorted(set(sent) - set(got))
+        # haig relayed every datagram both ways (its own counters)...
+        gf, ef = gw.status()["flows"][0], ep.status()["flows"][0]
+        assert gf["rx_packets"] == ef["rx_packets"] == ef["tx_packets"] == gf["tx_packets"] == len(sent)
+        # ...and the client got them (a handful at the very end of the burst have been seen
+        # lost on the final UDP hop in the emulator; see the issue note)
+        assert len(missing) <= 5, (f"missing {missing} (sizes {[len(sent[m]) for m in missing]}); "
+                             f"gw flows {gw.status()['flows']}; ep flows {ep.status()['flows']}; gw drops "
                                               f"{gw.status()['drops']}, ep drops {ep.status()['drops']}")
         assert all(got[s] == sent[s] for s in got)  # boundaries and bytes kept
 
