@@ -3,6 +3,8 @@ publishing policy/relay events to the one status model."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -36,6 +38,15 @@ def publish(status: StatusModel, clock: Clock, ev: Event) -> Event:
     level = logging.WARNING if ev.kind in ("failover", "drop") or ev.new in ("refused",) else logging.INFO
     log.log(level, "%s %s: %s -> %s (%s)", ev.kind, ev.subject, ev.old, ev.new, ev.reason)
     return status.add_event(ev)
+
+
+async def cancel_tasks(tasks: list[asyncio.Task]) -> None:
+    """Cancel the role's background tasks and wait until each has really ended."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
 
 
 def family_of(host: str) -> int:

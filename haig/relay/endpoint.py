@@ -20,6 +20,7 @@ import sctp
 
 from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Config, Peer, Service
+from haig.config.validate import parse_hostport
 from haig.core import wire
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
@@ -27,6 +28,7 @@ from haig.core.status import StatusModel
 from haig.relay.common import (
     N_STREAMS,
     Clock,
+    cancel_tasks,
     ensure_udp_encap_port,
     family_of,
     publish,
@@ -50,6 +52,7 @@ class Session:
     flows: FlowTable | None = None
     primary: tuple | None = None
     paths: dict[str, str] = field(default_factory=dict)  # peer address → state
+    infos: dict[str, sctp_opts.PathInfo] = field(default_factory=dict)  # last sample per address
 
 
 class Endpoint:
@@ -101,8 +104,7 @@ class Endpoint:
         if self._stopping:
             return
         self._stopping = True
-        for t in self._tasks:
-            t.cancel()
+        await cancel_tasks(self._tasks)
         for sess in list(self.sessions.values()):
             self._end_session(sess, "haig stopping")
         if self.sock is not None:
@@ -404,12 +406,12 @@ class Endpoint:
             with contextlib.suppress(OSError):
                 info = sctp_opts.get_path_info(self.sock, sess.assoc_id, a)
                 sess.paths[a[0]] = info.state
-                sess.__dict__.setdefault("_info", {})[a[0]] = info
+                sess.infos[a[0]] = info
 
     def _update_status(self, sess: Session) -> None:
         if sess.gateway is None:
             return
-        infos = sess.__dict__.get("_info", {})
+        infos = sess.infos
         paths = []
         for addr, state in sess.paths.items():
             i = infos.get(addr)
@@ -426,8 +428,6 @@ class Endpoint:
 
 
 async def _resolve(hostport: str) -> tuple[str, int]:
-    from haig.config.validate import parse_hostport
-
     host, port = parse_hostport(hostport)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     return infos[0][4][:2]

@@ -15,13 +15,13 @@ import os
 import random
 import socket
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import sctp
 
 from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Config, Service, Uplink
+from haig.config.validate import parse_hostport
 from haig.core import wire
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
@@ -31,6 +31,7 @@ from haig.relay.common import (
     N_STREAMS,
     SAMPLE_INTERVAL,
     Clock,
+    cancel_tasks,
     ensure_udp_encap_port,
     family_of,
     grow_rcvbuf,
@@ -110,7 +111,7 @@ class Gateway:
         self._wake = asyncio.Event()
         self.status.set_uplinks(self.uplinks)
         for i, svc in enumerate(self.services):
-            host, port = _hostport(svc.listen)
+            host, port = parse_hostport(svc.listen)
             lst = _Listener(self, i)
             tr, _ = await loop.create_datagram_endpoint(lambda lst=lst: lst, local_addr=(host, port),
                                                         family=family_of(host))
@@ -137,11 +138,7 @@ class Gateway:
         if self._stopping:
             return
         self._stopping = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_tasks(self._tasks)
         if self._watcher is not None:
             self._watcher.stop()
         self._close_assoc("haig stopping", graceful=True)
@@ -575,12 +572,3 @@ class Gateway:
                         "srtt_ms": v.get("srtt_ms"), "rto_ms": v.get("rto_ms"), "cwnd": v.get("cwnd"),
                         "primary": u.name == self.policy.primary})
         return out
-
-
-def _hostport(text: str) -> tuple[str, int]:
-    from haig.config.validate import parse_hostport
-
-    return parse_hostport(text)
-
-
-OnEvent = Callable[[Event], None]
