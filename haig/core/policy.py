@@ -19,6 +19,22 @@ Rules
   that clock. An uplink that never failed (just confirmed at start) is not suspect.
 * **Failover** (primary unhealthy): immediately to the best healthy uplink, ranked
   (suspect last, then lowest metric, then config order).
+* **Jitter is not failure**: the hold-down is bypassed (traffic moved to a suspect
+  uplink) only when the carrying path really failed: unreachable, removed, link down, or
+  potentially failed for longer than its grace `pf_grace_s()` = 2 x (RTO + srtt) of that
+  path (a T3 timeout caused by a late SACK clears with the next answered heartbeat,
+  which on a PF path comes after one backed-off RTO and one round trip). A PF that
+  clears within its grace leaves the primary where it is (the kernel meanwhile sends on
+  another active path by itself). With a settled alternative the failover stays
+  immediate: the grace only protects a hold-down.
+* **Per-path thresholds**: from the samples (srtt and RTO every few hundred ms) the
+  policy estimates how far a path's RTO is above its RTT (headroom = RTO - srtt) against
+  the jitter it has shown (half its srtt, or 4 x the mean deviation of its srtt samples,
+  whichever is larger). A path whose headroom is smaller gets `pf_retrans + 1`
+  (SetPathThresholds): one late SACK no longer makes it potentially failed; a real
+  failure costs one more (backed-off) RTO on that path only. Back to the configured
+  value when the headroom is twice the need (hysteresis). The RTO bounds themselves are
+  per association (RTOINFO), the PF threshold is per path.
 * **Failback / preference**: while the primary is healthy, switch only to an uplink with
   a strictly lower metric that is healthy and not suspect. So a lossy preferred uplink
   (toggling pf/active) costs exactly one switch away and one switch back, hold_down after
@@ -104,10 +120,24 @@ class SetHeartbeat:
     interval_ms: int
 
 
-Action = SetPrimary | SetHeartbeat
+@dataclass(frozen=True)
+class SetPathThresholds:
+    """SCTP_PEER_ADDR_THLDS(_V2) for this uplink's path (sctp_opts.set_thresholds)."""
+
+    uplink: str
+    pf_retrans: int
+    path_max_retrans: int
+
+
+Action = SetPrimary | SetHeartbeat | SetPathThresholds
 
 
 PROBE_HB_MS = 100  # heartbeat on a recovering (suspect) uplink, ms
+DEFAULT_RTO_MS = 1000.0  # RFC 4960 initial RTO: a path's RTO before any sample
+PF_GRACE_MIN_S, PF_GRACE_MAX_S = 0.5, 5.0  # bounds of the PF grace of a carrying path
+JITTER_FRACTION = 0.5  # RTT variation to expect on a path, as a fraction of its srtt
+JITTER_DEVS = 4.0  # ... or this many mean deviations of its srtt samples (RFC 6298's K)
+MIN_SAMPLES = 4  # srtt samples before a path's thresholds are judged
 
 
 class _Path:
@@ -115,7 +145,8 @@ class _Path:
 
     __slots__ = (
         "cfg", "index", "state", "link_up", "since", "healthy_since", "suspect",
-        "srtt_ms", "rto_ms", "cwnd", "hb_applied",
+        "srtt_ms", "rto_ms", "cwnd", "hb_applied", "pf_since", "srtt_avg", "srtt_dev",
+        "samples", "pf_relaxed", "thr_applied",
     )
 
     def __init__(self, cfg: Uplink, index: int, now: float) -> None:
@@ -130,6 +161,12 @@ class _Path:
         self.rto_ms: float | None = None
         self.cwnd: int | None = None
         self.hb_applied: int | None = None
+        self.pf_since: float | None = None  # when the path last went PF (while PF)
+        self.srtt_avg: float | None = None  # EWMA of srtt samples, ms
+        self.srtt_dev = 0.0  # EWMA of |sample - srtt_avg|, ms
+        self.samples = 0
+        self.pf_relaxed = False  # pf_retrans raised by one: RTO too close to RTT jitter
+        self.thr_applied: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -153,6 +190,36 @@ class _Path:
 
     def badness(self) -> tuple:
         return (not self.link_up, _BADNESS[self.state])
+
+    def pf_grace_s(self) -> float:
+        """How long a PF may last on the carrying path before it counts as a failure."""
+        rto = self.rto_ms if self.rto_ms else DEFAULT_RTO_MS
+        srtt = self.srtt_ms or 0.0
+        return min(PF_GRACE_MAX_S, max(PF_GRACE_MIN_S, 2 * (rto + srtt) / 1000))
+
+    def observe_rtt(self, srtt_ms: float | None, rto_ms: float | None) -> None:
+        """Track srtt variation and decide whether the RTO leaves room for it."""
+        if not srtt_ms or not rto_ms:
+            return
+        if self.srtt_avg is None:
+            self.srtt_avg = float(srtt_ms)
+        else:
+            self.srtt_dev += (abs(srtt_ms - self.srtt_avg) - self.srtt_dev) / 4
+            self.srtt_avg += (srtt_ms - self.srtt_avg) / 8
+        self.samples += 1
+        if self.samples < MIN_SAMPLES:
+            return
+        need = max(JITTER_FRACTION * self.srtt_avg, JITTER_DEVS * self.srtt_dev)
+        headroom = rto_ms - srtt_ms
+        if headroom < need:
+            self.pf_relaxed = True
+        elif headroom >= 2 * need:
+            self.pf_relaxed = False
+
+    def thresholds(self) -> tuple[int, int]:
+        """(pf_retrans, path_max_retrans) this path should run with."""
+        pmr, pf = self.cfg.path_max_retrans, self.cfg.pf_retrans
+        return (min(pf + 1, pmr) if self.pf_relaxed else pf), pmr
 
     def metrics(self) -> dict[str, Any]:
         return {k: v for k, v in (("srtt_ms", self.srtt_ms), ("rto_ms", self.rto_ms), ("cwnd", self.cwnd)) if v is not None}
@@ -217,6 +284,7 @@ class PathPolicy:
         p = self._path(uplink)
         self._check_state(state)
         p.srtt_ms, p.rto_ms, p.cwnd = srtt_ms, rto_ms, cwnd
+        p.observe_rtt(srtt_ms, rto_ms)
         cause = ""
         if state != p.state:
             cause = self._set_state(p, state, now, f"{p.name} {_STATE_TEXT[state]} (sampled)")
@@ -251,6 +319,7 @@ class PathPolicy:
         self._applied_primary = None
         for p in self._paths.values():
             p.hb_applied = None
+            p.thr_applied = None
         if up:
             cause = reason or "association up"
         else:
@@ -292,6 +361,9 @@ class PathPolicy:
         deadlines = [self._hold_down_end(p) for p in self._paths.values() if p.suspect and p.healthy]
         if self._forced is not None:
             deadlines.append(self._forced_until)
+        cur = self._paths.get(self._primary) if self._primary else None
+        if cur is not None and self._in_pf_grace(cur, self._now):
+            deadlines.append(self._pf_grace_end(cur))
         return min(deadlines, default=None)
 
     # ----------------------------------------------------------------- outputs
@@ -356,6 +428,7 @@ class PathPolicy:
             "healthy_since": p.healthy_since,
             "hold_down_remaining": max(0.0, self._hold_down_end(p) - now) if in_hold_down else None,
             "heartbeat_ms": self._wanted_hb(p),
+            "pf_retrans": p.thresholds()[0],
             "forced": p.name == self._forced,
         }
 
@@ -391,6 +464,15 @@ class PathPolicy:
         assert p.healthy_since is not None
         return p.healthy_since + self.hold_down
 
+    @staticmethod
+    def _pf_grace_end(p: _Path) -> float:
+        assert p.pf_since is not None
+        return p.pf_since + p.pf_grace_s()
+
+    def _in_pf_grace(self, p: _Path, now: float) -> bool:
+        """p is PF (link up) and not yet for longer than its grace."""
+        return p.state == PF and p.link_up and p.pf_since is not None and now < self._pf_grace_end(p)
+
     def _emit(self, now: float, kind: str, subject: str, old: str | None, new: str | None,
               reason: str, detail: dict[str, Any] | None = None) -> None:
         t = self._event_time(now) if self._event_time else now
@@ -405,6 +487,7 @@ class PathPolicy:
             return ""  # an 'active' while the link is down is stale
         was = p.healthy
         old, p.state, p.since = p.state, state, now
+        p.pf_since = now if state == PF else None
         if state in FAILED_STATES:
             p.suspect = True
         cause = reason or f"{p.name} {_STATE_TEXT[state]}"
@@ -447,8 +530,14 @@ class PathPolicy:
         elif healthy:
             if cur is None or not cur.healthy:
                 target = min(healthy, key=_Path.rank)
-                if cur is None:
+                if cur is not None and target.suspect and self._in_pf_grace(cur, now):
+                    # Moving now would bypass target's hold-down on what may be jitter.
+                    target = cur
+                elif cur is None:
                     why = f"{target.name} is the best healthy uplink"
+                elif cur.state == PF and cur.link_up and target.suspect:
+                    why = (f"{cur.name} potentially failed for {now - (cur.pf_since or now):.2f} s "
+                           f"(grace {cur.pf_grace_s():.2f} s); {target.name} takes over inside its hold-down")
                 else:
                     why = f"{cause or f'{cur.name} is {cur.state}'}; {target.name} takes over"
             else:
@@ -525,6 +614,14 @@ class PathPolicy:
             if p.hb_applied != want:
                 p.hb_applied = want
                 self._actions.append(SetHeartbeat(p.name, want))
+            # Thresholds are set from the config when the association comes up; only a
+            # change from that needs an action.
+            thr = p.thresholds()
+            if p.thr_applied is None:
+                p.thr_applied = (p.cfg.pf_retrans, p.cfg.path_max_retrans)
+            if p.thr_applied != thr:
+                p.thr_applied = thr
+                self._actions.append(SetPathThresholds(p.name, *thr))
 
 
 def _updown(up: bool) -> str:
