@@ -9,7 +9,14 @@ link for 5 s, messages every 10 ms, the 3G-like fallback (200 ms, 3.5 Mbit/s).
   stay valid), its path policy, hold-down 5 s; switches counted from its events.
 
 Prints a table: longest arrival gap, switches, datagrams lost. Not a test: numbers.
-Usage (inside the VM): python -m tests.bench failover   [--quick]
+
+`--summary` instead prints the issue-12 matrix, haig (shipped RTO bounds 1000/1000/100,
+hold-down 5 s) beside the socat-like kernel association at rto_min 100 (reliable, ordered,
+Nagle on, as socat sends), each measure a ratio: longest gap at 100 % loss and with the
+main link down, switches at 10 % loss, one-way latency on a healthy main (3 s before the
+fault), the `critical` flag on/off (p99 healthy, gap at 100 % loss), the jittery-fallback
+row (tests.bench.jitter) and the memory of each daemon.
+Usage (inside the VM): python -m tests.bench failover [--quick | --summary]
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import sys
 import threading
 import time
 
+from tests.bench import probe
 from tests.testbed import sctp_probe, topology, traffic
 from tests.testbed.haig_procs import Haig, Service, endpoint_config, gateway_config, paths_active
+from tests.testbed.proc import rss_kib, tree
 from tests.testbed.topology import FALLBACK, MAIN
 
 RTO_MINS = (50, 100, 1000, 3000)
@@ -34,7 +43,16 @@ def _timers(rto_min: int) -> tuple[int, int, int]:
     return max(1000, rto_min), max(3000, rto_min), rto_min
 
 
-def kernel_run(topo, rto_min: int, loss: int) -> dict:
+def _fault(topo, fault: str | int):
+    """Loss percent on the main link for WINDOW s, or "down": its gateway end down."""
+    if fault == "down":
+        start = topo.impair.down(MAIN)
+        time.sleep(max(0.0, WINDOW - (time.monotonic() - start.effective)))
+        return start, topo.impair.up(MAIN)
+    return topo.impair.window(MAIN, fault, WINDOW)
+
+
+def kernel_run(topo, rto_min: int, loss: int | str, pre: float = 1.0) -> dict:
     main, fb = topo.links[MAIN], topo.links[FALLBACK]
     port = next(_port)
     cli, conn, lst = sctp_probe.pair(topo.gw, topo.ep, [main.gw_addr, fb.gw_addr],
@@ -48,8 +66,8 @@ def kernel_run(topo, rto_min: int, loss: int) -> dict:
         for t in th:
             t.start()
         try:
-            time.sleep(1.0)
-            start, _ = topo.impair.window(MAIN, loss, WINDOW)
+            time.sleep(pre)
+            start, _ = _fault(topo, loss)
             time.sleep(3.0)
         finally:
             stop.set()
@@ -58,7 +76,9 @@ def kernel_run(topo, rto_min: int, loss: int) -> dict:
         gap, _ = res.longest_gap(after=start.asked - 0.2)
         vias = [a.via for a in res.arrivals if a.at >= start.asked - 0.2]
         switches = sum(1 for a, b in zip(vias, vias[1:], strict=False) if a != b)
-        return {"gap_ms": gap * 1000, "switches": switches, "lost": res.lost() - _tail(res)}
+        lat = [(a.at - a.sent) * 1000 for a in res.arrivals if a.sent < start.asked - 0.1 and a.seq >= 20]
+        return {"gap_ms": gap * 1000, "switches": switches, "lost": res.lost() - _tail(res),
+                "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99)}
     finally:
         topo.impair.clear()
         for s in (cli, conn, lst):
@@ -72,10 +92,12 @@ def _tail(res) -> int:
     return sum(1 for s in range(top + 1, res.sent))
 
 
-def haig_run(topo, rto_min: int, loss: int) -> dict:
+def haig_run(topo, rto_min: int, loss: int | str, *, pre: float = 1.0, critical: bool = False,
+             timers: tuple[int, int, int] | None = None) -> dict:
     port, svc_port = next(_port), next(_port)
-    ini, mx, mn = _timers(rto_min)
-    svcs = [Service("bench", f"{topo.gw_lan_addr}:{svc_port}", f"{topo.server_addr}:{svc_port}", ttl=3000)]
+    ini, mx, mn = timers or _timers(rto_min)
+    svcs = [Service("bench", f"{topo.gw_lan_addr}:{svc_port}", f"{topo.server_addr}:{svc_port}", ttl=3000,
+                    critical=critical)]
     timers = {"rto_initial": ini, "rto_max": mx, "rto_min": mn, "api_listen": f"127.0.0.1:{port}"}
     ep = Haig(topo.ep, endpoint_config(topo, port, svcs, main=timers), "ep",
               api=f"http://127.0.0.1:{port}").start()
@@ -88,8 +110,9 @@ def haig_run(topo, rto_min: int, loss: int) -> dict:
         cli = traffic.udp_in(topo.client)
         snd = traffic.Sender(cli, (topo.gw_lan_addr, svc_port), interval=0.01).start()
         try:
-            time.sleep(1.0)
-            start, _ = topo.impair.window(MAIN, loss, WINDOW)
+            time.sleep(pre)
+            rss = {"gateway": rss_kib(tree(gw.proc.pid)), "endpoint": rss_kib(tree(ep.proc.pid))}
+            start, _ = _fault(topo, loss)
             time.sleep(3.0)
         finally:
             sent = snd.stop()
@@ -100,16 +123,107 @@ def haig_run(topo, rto_min: int, loss: int) -> dict:
         gap, _ = rec.longest_gap(start.asked - 0.2)
         sw = [e for e in gw.events() if e["seq"] > seq0 and e["kind"] in ("failover", "failback")]
         lost = rec.lost()  # the sink ran 1 s past the last send: nothing is in flight
-        return {"gap_ms": gap * 1000, "switches": len(sw), "lost": lost}
+        lat = [(t - sent.send_times[q]) * 1000 for q, t in zip(rec.seqs, rec.times, strict=True)
+               if q >= 20 and sent.send_times[q] < start.asked - 0.1]
+        return {"gap_ms": gap * 1000, "switches": len(sw), "lost": lost, "rss_kib": rss,
+                "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99)}
     finally:
         gw.stop()
         ep.stop()
         topo.impair.clear()
 
 
+SHIPPED = (1000, 1000, 100)  # haig's default rto_initial, rto_max, rto_min
+
+
+def summary(quick: bool) -> tuple[list[dict], dict]:
+    """The issue-12 matrix: haig beside the socat-like kernel association, as ratios."""
+    from tests.bench import jitter
+
+    topo = topology.build()
+    res: dict = {}
+    try:
+        for fault in (100, "down", 10):
+            res[f"kernel {fault}"] = kernel_run(topo, 100, fault, pre=3.0)
+            res[f"haig {fault}"] = haig_run(topo, 100, fault, pre=3.0, timers=SHIPPED)
+            print(fault, res[f"kernel {fault}"], res[f"haig {fault}"], flush=True)
+        res["haig critical 100"] = haig_run(topo, 100, 100, pre=3.0, critical=True, timers=SHIPPED)
+        print("critical", res["haig critical 100"], flush=True)
+        jitter.jitter_fallback(topo)
+        secs = 10.0 if quick else 30.0
+        res["jitter kernel"] = jitter.kernel_row(topo, "ordered", secs)
+        res["jitter haig"] = jitter.haig_row(topo, "main-dead", secs)
+        print("jitter", res["jitter kernel"], res["jitter haig"], flush=True)
+    finally:
+        topo.teardown()
+    return measures(res), res
+
+
+def measures(res: dict) -> list[dict]:
+    """The matrix as rows {id, label, haig, kernel, unit} (docs table: tests.bench.doc_table)."""
+    k, h, hc = res["kernel 100"], res["haig 100"], res["haig critical 100"]
+    jk, jh = res["jitter kernel"], res["jitter haig"]
+    rss = h["rss_kib"]
+
+    def m(id_, label, hv, kv=None, unit="ms"):
+        return {"id": id_, "label": label, "haig": hv, "kernel": kv, "unit": unit}
+
+    return [
+        m("gap_loss100", "longest gap, 100 % loss", h["gap_ms"], k["gap_ms"]),
+        m("gap_down", "longest gap, link down", res["haig down"]["gap_ms"], res["kernel down"]["gap_ms"]),
+        m("switches_loss10", "switches at 10 % loss", res["haig 10"]["switches"], res["kernel 10"]["switches"], ""),
+        m("p50_healthy", "p50 one-way latency, healthy main", h["p50_ms"], k["p50_ms"]),
+        m("p99_healthy", "p99 one-way latency, healthy main", h["p99_ms"], k["p99_ms"]),
+        m("critical_p99", "critical on: p99 latency, healthy main (kernel column: haig critical off)",
+          hc["p99_ms"], h["p99_ms"]),
+        m("critical_gap", "critical on: longest gap, 100 % loss (kernel column: haig critical off)",
+          hc["gap_ms"], h["gap_ms"]),
+        m("jitter_switches", f"jitter (fallback 200 ± 40 ms 25 %, main dead {jh['seconds']:.0f} s): switches",
+          jh["switches"], None, ""),
+        m("jitter_pf", "jitter: PF entries of the fallback path", jh["pf_entries"], jk["pf_entries"], ""),
+        m("jitter_p50", "jitter: p50 latency on the fallback", jh["p50_ms"], jk["p50_ms"]),
+        m("jitter_worst", "jitter: worst latency (alarm)", jh["max_ms"], jk["max_ms"]),
+        m("jitter_reordered", "jitter: reordered arrivals (kernel: ordered stream)", jh["reordered"],
+          jk["reordered"], ""),
+        m("rss_gateway", "RSS, gateway daemon", rss["gateway"] / 1024, None, "MiB"),
+        m("rss_endpoint", "RSS, endpoint daemon", rss["endpoint"] / 1024, None, "MiB"),
+    ]
+
+
+def render(rows: list[dict], previous: dict | None = None) -> str:
+    """Markdown: haig now, haig before (previous figures), the kernel, the ratio."""
+    prev = previous or {}
+
+    def f(v, unit):
+        if v is None or v != v:
+            return "–"
+        if isinstance(v, str):
+            return v
+        return f"{v:.0f}" if unit != "MiB" and (abs(v) >= 10 or unit == "") else f"{v:.1f}"
+
+    out = ["| measure | haig | haig before | socat-like kernel, rto_min 100 | haig / kernel |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        u = f" {r['unit']}" if r["unit"] else ""
+        kv, hv = r["kernel"], r["haig"]
+        ratio = f"{hv / kv:.2f}" if isinstance(kv, int | float) and kv and isinstance(hv, int | float) else "–"
+        before = prev.get(r["id"])
+        out.append(f"| {r['label']} | {f(hv, r['unit'])}{u} | {f(before, r['unit'])}"
+                   f"{u if isinstance(before, int | float) else ''} | {f(kv, r['unit'])}"
+                   f"{u if kv is not None else ''} | {ratio} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[2:] if argv is None else argv
     quick = "--quick" in argv
+    if "--summary" in argv:
+        rows, res = summary(quick)
+        text = render(rows)
+        print()
+        print(text)
+        probe.save("failover_summary", rows, raw=res, table=text, stamp=time.time())
+        return 0
     rtos = (100, 1000) if quick else RTO_MINS
     losses = (100,) if quick else LOSSES
     topo = topology.build()
