@@ -70,15 +70,20 @@ def run_variant(topo, name: str, healthy: float, window: float) -> dict:
         if b:
             b.close()
     lat = probe.latencies_ms(arrivals, h0, h1)
-    main_ep = topo.links[MAIN].ep_addr
+    main_ep = topo.links[MAIN].gw_addr  # the receiver sees the sending address
+    gap, gap_at = probe.longest_gap(arrivals, start.asked, end.effective + 1.0)
+    in_fault = [x for x in probe.first_arrivals(arrivals).values() if start.effective <= x.at <= end.asked]
     return {
         "variant": name,
         "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99), "max_ms": max(lat, default=float("nan")),
         "via_main": sum(1 for x in probe.first_arrivals(arrivals).values() if h0 <= x.sent < h1 and x.via == main_ep),
         "healthy_msgs": len(lat),
-        "gap_ms": probe.longest_gap_ms(arrivals, start.asked, end.effective + 1.0),
+        "gap_ms": gap, "gap_at_ms": gap_at, "sender_late_max_ms": snd.late_max * 1000,
+        "fault_first_via_fallback": sum(1 for x in in_fault if x.via != main_ep), "fault_first": len(in_fault),
         "lost": probe.lost(arrivals, sent),
-        "fb_min_cwnd": watch.min_cwnd, "fb_pf_entries": watch.pf_entries,
+        "fb_min_cwnd": watch.min_cwnd, "fb_pf_entries": watch.pf_entries, "fb": watch.summary(),
+        "copy_p50_ms": probe.pct([(x.at - x.sent) * 1000 for x in arrivals if x.via != main_ep
+                                  and h0 <= x.sent < h1], 50),
         "t3_healthy": probe.snmp_diff(s0, s1).get("SctpT3Retransmits"),
     }
 
@@ -108,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             r = run_variant(topo, name, healthy, window)
             rows.append(r)
             print(f"{name:>9}: p50 {r['p50_ms']:6.1f} p99 {r['p99_ms']:6.1f} max {r['max_ms']:6.0f} ms | "
-                  f"gap {r['gap_ms']:5.0f} ms lost {r['lost']} | fb cwnd>= {r['fb_min_cwnd']} "
-                  f"pf {r['fb_pf_entries']} t3 {r['t3_healthy']}", flush=True)
+                  f"gap {r['gap_ms']:5.0f} ms (at +{r['gap_at_ms']:.0f}) lost {r['lost']} | "
+                  f"via fb in fault {r['fault_first_via_fallback']}/{r['fault_first']} | "
+                  f"sender late <= {r['sender_late_max_ms']:.0f} ms | fb cwnd>= {r['fb_min_cwnd']} "
+                  f"pf {r['fb_pf_entries']} t3 {r['t3_healthy']} | fallback {r['fb']} "
+                  f"copy p50 {r['copy_p50_ms']:.0f} ms", flush=True)
     finally:
         topo.teardown()
     print()

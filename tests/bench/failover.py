@@ -104,7 +104,7 @@ def haig_run(topo, rto_min: int, loss: int | str, *, pre: float = 1.0, critical:
     gw = Haig(topo.gw, gateway_config(topo, port, svcs, main={**timers, "hold_down": 5}), "gw",
               api=f"http://127.0.0.1:{port}").start()
     try:
-        gw.wait_for(lambda s: paths_active(s) and s["primary"] == "dsl", 120, "ready")
+        gw.wait_for(lambda s: paths_active(s) and s["primary"] == "dsl", 300, "ready")
         seq0 = gw.status()["last_event_seq"]
         sink = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, svc_port))).start()
         cli = traffic.udp_in(topo.client)

@@ -68,7 +68,8 @@ def kernel_row(topo, name: str, seconds: float) -> dict:
                 [x for x in arrivals if t0 <= x.sent < t1]),
             "lost": probe.lost(arrivals, sent), "pf_entries": watch.pf_entries if watch else None,
             "t3": d.get("SctpT3Retransmits"), "fast_rtx": d.get("SctpFastRetransmits"),
-            "min_cwnd": watch.min_cwnd if watch else None, "seconds": seconds}
+            "min_cwnd": watch.min_cwnd if watch else None, "fb": watch.summary() if watch else None,
+            "seconds": seconds, "sender_late_max_ms": snd.late_max * 1000}
 
 
 def haig_row(topo, name: str, seconds: float) -> dict:
@@ -80,7 +81,11 @@ def haig_row(topo, name: str, seconds: float) -> dict:
     gw = Haig(topo.gw, gateway_config(topo, port, svcs, main={**api, "hold_down": hold}), "gw",
               api=f"http://127.0.0.1:{port}").start()
     try:
-        gw.wait_for(lambda s: paths_active(s) and s["primary"] == "dsl", 120, "ready")
+        try:
+            gw.wait_for(lambda s: paths_active(s) and s["primary"] == "dsl", 300, "ready")
+        except TimeoutError:
+            print(f"endpoint log:\n{ep.log()[-2000:]}", flush=True)
+            raise
         seq0 = gw.status()["last_event_seq"]
         sink = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, svc_port))).start()
         cli = traffic.udp_in(topo.client)
@@ -89,6 +94,7 @@ def haig_row(topo, name: str, seconds: float) -> dict:
             time.sleep(1.0)
             topo.impair.loss(MAIN, 100)
             t0 = time.monotonic() + 3.0
+            s0 = probe.snmp(topo.gw)
             if name == "recover":
                 time.sleep(10.0)
                 topo.impair.loss(MAIN, 0)
@@ -96,6 +102,7 @@ def haig_row(topo, name: str, seconds: float) -> dict:
             else:
                 time.sleep(3.0 + seconds)
             t1 = time.monotonic()
+            s1 = probe.snmp(topo.gw)
         finally:
             sent = snd.stop()
             time.sleep(1.5)
@@ -109,10 +116,12 @@ def haig_row(topo, name: str, seconds: float) -> dict:
         ep.stop()
     lat = [(t - sent.send_times[s]) * 1000 for s, t in zip(rec.seqs, rec.times, strict=True)
            if t0 <= sent.send_times[s] < t1]
-    top, reord = -1, 0
+    top, reord, late = -1, 0, []
     for s, t in zip(rec.seqs, rec.times, strict=True):
         if t >= t0:
-            reord += s < top
+            if s < top:
+                reord += 1
+                late.append((t - sent.send_times[s]) * 1000)
             top = max(top, s)
     switches = [e for e in evs if e["kind"] in ("failover", "failback")]
     lte_pf = [e for e in evs if e["kind"] == "path_state" and e["subject"] == "lte" and e["new"] == "pf"]
@@ -121,7 +130,9 @@ def haig_row(topo, name: str, seconds: float) -> dict:
             "max_ms": max(lat, default=float("nan")), "reordered": reord, "lost": sent.sent - len(set(rec.seqs)),
             "pf_entries": len(lte_pf), "switches": len(switches),
             "switch_reasons": [f"{e['kind']} {e['old']}->{e['new']}: {e['reason']}" for e in switches],
-            "lte_srtt_ms": lte.get("srtt_ms"), "lte_rto_ms": lte.get("rto_ms"), "seconds": t1 - t0}
+            "lte_srtt_ms": lte.get("srtt_ms"), "lte_rto_ms": lte.get("rto_ms"), "seconds": t1 - t0,
+            "t3": probe.snmp_diff(s0, s1).get("SctpT3Retransmits"), "gw_snmp": probe.snmp_diff(s0, s1),
+            "reordered_p50_ms": probe.pct(late, 50)}
 
 
 def table(rows: list[dict]) -> str:

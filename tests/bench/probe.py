@@ -14,12 +14,12 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from haig.adapters import sctp_io, sctp_opts
 from tests.testbed import sctp_probe
-from tests.testbed.sctp_probe import HDR
+from tests.testbed.sctp_probe import HDR, Arrival
 from tests.testbed.topology import FALLBACK, MAIN, Topology
 
 PAYLOAD = 200  # bytes per message, like the test bed's telemetry sender
@@ -70,27 +70,32 @@ def haig_like(topo: Topology, port: int, *, rto: tuple[int, int, int] = (1000, 1
     return a
 
 
-@dataclass
-class Arrival:
-    seq: int
-    sent: float
-    at: float
-    via: str
+class _Loop:
+    """A daemon thread running `_run` until `stop()`."""
 
-
-@dataclass
-class Recorder:
-    """Arrivals on any number of receiving sockets (one thread, select)."""
-
-    socks: list
-    arrivals: list[Arrival] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _t: threading.Thread | None = None
-
-    def start(self) -> Recorder:
+    def __init__(self) -> None:
+        self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
         self._t.start()
         return self
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def halt(self) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+class Recorder(_Loop):
+    """Arrivals on any number of receiving sockets (one thread, select)."""
+
+    def __init__(self, socks: list) -> None:
+        super().__init__()
+        self.socks = socks
+        self.arrivals: list[Arrival] = []
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -109,30 +114,25 @@ class Recorder:
                         self.arrivals.append(Arrival(seq, sent, now, r.addr[0] if r.addr else "?"))
 
     def stop(self) -> list[Arrival]:
-        self._stop.set()
-        if self._t:
-            self._t.join()
+        self.halt()
         return self.arrivals
 
 
-class Sender:
+class Sender(_Loop):
     """Calls send(seq, message) every `interval` s in a thread."""
 
     def __init__(self, send: Callable[[int, bytes], None], interval: float = 0.01) -> None:
+        super().__init__()
         self.send, self.interval = send, interval
         self.sent = 0
         self.errors = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Sender:
-        self._t.start()
-        return self
+        self.late_max = 0.0  # worst lateness of a send against its schedule: VM stalls
 
     def _run(self) -> None:
         pad = b"\0" * (PAYLOAD - HDR.size)
         nxt = time.monotonic()
         while not self._stop.is_set():
+            self.late_max = max(self.late_max, time.monotonic() - nxt)
             try:
                 self.send(self.sent, HDR.pack(self.sent, time.monotonic()) + pad)
             except OSError:
@@ -142,25 +142,22 @@ class Sender:
             time.sleep(max(0.0, nxt - time.monotonic()))
 
     def stop(self) -> int:
-        self._stop.set()
-        self._t.join()
+        self.halt()
         return self.sent
 
 
-class StateWatch:
+class StateWatch(_Loop):
     """Polls one path's state every `every` s; counts transitions into PF."""
 
     def __init__(self, a: Assoc, link: str, every: float = 0.02) -> None:
+        super().__init__()
         self.a, self.link, self.every = a, link, every
         self.pf_entries = 0
         self.states: list[tuple[float, str]] = []
         self.min_cwnd: int | None = None
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> StateWatch:
-        self._t.start()
-        return self
+        self.cwnds: list[int] = []
+        self.rtos: list[int] = []
+        self.srtts: list[int] = []
 
     def _run(self) -> None:
         last = None
@@ -173,12 +170,20 @@ class StateWatch:
                         self.pf_entries += 1
                     last = i.state
                 self.min_cwnd = i.cwnd if self.min_cwnd is None else min(self.min_cwnd, i.cwnd)
+                self.cwnds.append(i.cwnd)
+                self.rtos.append(i.rto_ms)
+                self.srtts.append(i.srtt_ms)
             time.sleep(self.every)
 
     def stop(self) -> StateWatch:
-        self._stop.set()
-        self._t.join()
+        self.halt()
         return self
+
+    def summary(self) -> dict:
+        med = statistics.median
+        return {"cwnd_median": med(self.cwnds) if self.cwnds else None, "min_cwnd": self.min_cwnd,
+                "rto_median": med(self.rtos) if self.rtos else None,
+                "srtt_median": med(self.srtts) if self.srtts else None, "pf_entries": self.pf_entries}
 
 
 def snmp(ns) -> dict[str, int]:
@@ -225,9 +230,15 @@ def latencies_ms(arrivals: list[Arrival], since: float = 0.0, until: float = flo
 
 
 def longest_gap_ms(arrivals: list[Arrival], start: float, end: float) -> float:
+    return longest_gap(arrivals, start, end)[0]
+
+
+def longest_gap(arrivals: list[Arrival], start: float, end: float) -> tuple[float, float]:
+    """(longest gap ms between first arrivals in [start, end], its start - `start` in ms)."""
     ts = sorted(a.at for a in first_arrivals(arrivals).values() if start <= a.at <= end)
     ts = [start, *ts, end]
-    return max(b - a for a, b in zip(ts, ts[1:], strict=False)) * 1000
+    gap, at = max((b - a, a) for a, b in zip(ts, ts[1:], strict=False))
+    return gap * 1000, (at - start) * 1000
 
 
 def reordered(arrivals: list[Arrival], since: float = 0.0) -> int:

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         ep = Haig(topo.ep, endpoint_config(topo, PORT, svc), "ep").start()
         gw = Haig(topo.gw, gateway_config(topo, PORT, svc, main={"log_level": "warning"}), "gw").start()
         try:
-            gw.wait_for(paths_active, 120, "association up with both paths active")
+            gw.wait_for(paths_active, 300, "association up with both paths active")
             rows["rss_idle_kib"] = {d.name: rss_kib(tree(d.proc.pid)) for d in (gw, ep)}
             sink = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, SVC))).start()
             cli = traffic.udp_in(topo.client)
