@@ -85,19 +85,21 @@ def run_variant(topo, name: str, healthy: float, window: float) -> dict:
         "copy_p50_ms": probe.pct([(x.at - x.sent) * 1000 for x in arrivals if x.via != main_ep
                                   and h0 <= x.sent < h1], 50),
         "t3_healthy": probe.snmp_diff(s0, s1).get("SctpT3Retransmits"),
+        "fast_rtx_healthy": probe.snmp_diff(s0, s1).get("SctpFastRetransmits"),
+        "snmp_healthy": probe.snmp_diff(s0, s1),
     }
 
 
 def table(rows: list[dict]) -> str:
     base = next((r for r in rows if r["variant"] == "none"), None)
     out = ["| copy | p50 ms healthy | p99 ms healthy | max ms healthy | p99 / none | first on main "
-           "| gap at 100 % loss ms | lost | fallback min cwnd | T3 retransmits (healthy) |",
+           "| gap at 100 % loss ms | lost | fallback min cwnd | T3 / fast retransmits (healthy) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["p99_ms"] / base["p99_ms"] if base and base["p99_ms"] else float("nan")
         out.append(f"| {r['variant']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | {ratio:.2f} "
                    f"| {r['via_main']}/{r['healthy_msgs']} | {r['gap_ms']:.0f} | {r['lost']} "
-                   f"| {r['fb_min_cwnd']} | {r['t3_healthy']} |")
+                   f"| {r['fb_min_cwnd']} | {r['t3_healthy']} / {r['fast_rtx_healthy']} |")
     return "\n".join(out)
 
 
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"gap {r['gap_ms']:5.0f} ms (at +{r['gap_at_ms']:.0f}) lost {r['lost']} | "
                   f"via fb in fault {r['fault_first_via_fallback']}/{r['fault_first']} | "
                   f"sender late <= {r['sender_late_max_ms']:.0f} ms | fb cwnd>= {r['fb_min_cwnd']} "
-                  f"pf {r['fb_pf_entries']} t3 {r['t3_healthy']} | fallback {r['fb']} "
+                  f"pf {r['fb_pf_entries']} t3 {r['t3_healthy']} fast rtx {r['fast_rtx_healthy']} | fallback {r['fb']} "
                   f"copy p50 {r['copy_p50_ms']:.0f} ms", flush=True)
     finally:
         topo.teardown()
