@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["relay", "failover", "duplication", "jitter", "profile"]
+BENCHMARKS = ["relay", "failover", "duplication", "jitter", "profile", "hotpath"]
 
 
 def main(argv: list[str]) -> int:
