@@ -15,7 +15,7 @@ def synthetic_endpoint(n: int, now: float, seed: int = 13) -> StatusModel:
     m = StatusModel(started_at=now - 9 * 86400, max_events=500, recent_events=300)
     m.set_identity("endpoint", None, "0.1.0")
     for i in range(n):
-        home = f"home-{i:05d}"
+        home = f"home_{i:05d}"
         dsl, lte = f"198.51.{i // 250}.{i % 250 + 1}", f"100.64.{i // 250}.{i % 250 + 1}"
         r = rng.random()
         since = now - rng.uniform(60, 6 * 86400)
