@@ -132,7 +132,9 @@ def assocs_in_kernel(ns) -> int:
 
 
 def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
+    t0 = time.monotonic()
     ep = start_endpoint(topo, n, f"ep-{n}")
+    print(f"  N={n}: endpoint up after {time.monotonic() - t0:.0f} s", flush=True)
     pid = ep.proc.pid
     try:
         sampler = Sampler(pid)
@@ -140,6 +142,7 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
         lg = loadgen(topo, "--homes", str(n), "--procs", str(procs), "--duration", str(duration),
                      "--rate", str(RATE), "--size", "200", timeout=duration + 600)
         sampler.stop()
+        print(f"  N={n}: {lg['admitted']} admitted in {lg['admit_s']} s", flush=True)
         load_a = t_start + lg["admit_s"] + 1.0
         load_b = t_start + lg["admit_s"] + duration
         cpu, wall = sampler.window(load_a, load_b)
@@ -243,6 +246,40 @@ def abuse(topo, out: dict) -> None:
         ep.stop()
 
 
+def privilege_check(topo, out: dict) -> None:
+    """The systemd unit runs the endpoint as an unprivileged user without capabilities:
+    does it start and admit a home like that? Once with net.sctp.udp_port still 0 (the
+    daemon then tries to set it itself), once with it set beforehand (the unit's way)."""
+    import tempfile
+
+    res = {}
+    for preset in (0, 9899):
+        topo.ep.sysctl("net.sctp.udp_port", preset)
+        d = Path(tempfile.mkdtemp(prefix="haig-unpriv-"))
+        d.chmod(0o755)
+        conf = d / "haig.conf"
+        conf.write_text(endpoint_conf(topo, 1))
+        conf.chmod(0o644)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", sys.executable, "-m", "haig", "run", "-c", str(conf)]
+        log = d / "out.log"
+        with open(log, "wb") as f:
+            p = topo.ep.popen(argv, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ))
+        ep = Haig(topo.ep, "", f"unpriv-{preset}")
+        ep.proc, ep.log_path = p, log
+        try:
+            ep.wait_for(lambda st: st.get("role") == "endpoint", timeout=90, what="API up")
+            lg = loadgen(topo, "--homes", "1", "--duration", "3", timeout=300)
+            res[f"udp_port_preset_{preset}"] = f"admitted {lg['admitted']}/1, replies {lg['replies']}/{lg['sent']}"
+        except Exception as e:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            res[f"udp_port_preset_{preset}"] = f"failed: {str(e).splitlines()[0][:120]} | log: {' / '.join(tail)[:400]}"
+        finally:
+            ep.stop()
+    out["unprivileged"] = res
+    print("unprivileged endpoint:", json.dumps(res, indent=1), flush=True)
+
+
 def main(argv: list[str]) -> int:
     ns_ = [10, 100, 1000]
     duration, procs, do_abuse, do_scale = DURATION, 2, True, True
@@ -255,6 +292,8 @@ def main(argv: list[str]) -> int:
             procs = int(a.split("=", 1)[1])
         elif a == "--abuse":
             do_scale = False
+        elif a == "--privileges":
+            do_scale = do_abuse = False
         elif a == "--no-abuse":
             do_abuse = False
         elif a == "--raise-nofile":
@@ -294,6 +333,8 @@ def main(argv: list[str]) -> int:
         if do_abuse:
             print("\n== abuse")
             abuse(topo, out)
+        if "--privileges" in argv or (do_scale and do_abuse):
+            privilege_check(topo, out)
     finally:
         echo.stop()
         topo.teardown()

@@ -86,6 +86,7 @@ def _raise_nofile(n: int) -> None:
 def _open(connect: tuple[str, int]) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     sctp_opts.set_initmsg(s, 16, 16)
+    sctp_opts.set_nodelay(s)  # as the gateway does: no Nagle-style hold of small messages
     s.setblocking(False)
     try:
         s.connect(connect)
