@@ -15,8 +15,6 @@ characters with a visible marker, so a 64 KiB "name" cannot flood a line.
 
 from __future__ import annotations
 
-import unicodedata
-
 DEFAULT_LIMIT = 200
 ELLIPSIS = "…"
 _SAFE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\"}
@@ -38,9 +36,10 @@ def _visible(ch: str) -> bool:
         return True
     if ch == "\\" or ord(ch) < 0xA0:  # C0, DEL, C1
         return False
-    # Cc control, Cf format (bidi, zero-width), Cs surrogate, Co private, Cn unassigned,
-    # Zl/Zp line/paragraph separators, Zs other than the plain space.
-    return unicodedata.category(ch)[0] not in "CZ"
+    # str.isprintable() is False exactly for Cc control, Cf format (bidi, zero-width),
+    # Cs surrogate, Co private use, Cn unassigned, Zl/Zp separators and Zs but the space;
+    # and it needs no unicodedata module (python3-codecs on OpenWrt).
+    return ch.isprintable()
 
 
 def safe(text: object, limit: int = DEFAULT_LIMIT) -> str:
