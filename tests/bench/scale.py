@@ -75,16 +75,20 @@ def nofile(pid: int) -> str:
 
 
 class Sampler:
-    """CPU time of the endpoint every 0.25 s, so a window can be cut out afterwards."""
+    """CPU time, open fds and RSS of the endpoint every 0.25 s, so a window can be cut
+    out afterwards (fds and RSS at their peak: flows are freed when homes leave)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.samples, self._stop = pid, [], threading.Event()
+        self.max_fds = self.max_rss = 0
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.samples.append((time.monotonic(), cpu_seconds([self.pid])))
+            self.max_fds = max(self.max_fds, fds(self.pid))
+            self.max_rss = max(self.max_rss, rss_kib([self.pid]))
             time.sleep(0.25)
 
     def window(self, a: float, b: float) -> tuple[float, float]:
@@ -140,9 +144,16 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
         sampler = Sampler(pid)
         t_start = time.monotonic()
         lg = loadgen(topo, "--homes", str(n), "--procs", str(procs), "--duration", str(duration),
-                     "--rate", str(RATE), "--size", "200", timeout=duration + 600)
+                     "--rate", str(RATE), "--size", "200", "--admit-timeout", "300", timeout=duration + 900)
         sampler.stop()
         print(f"  N={n}: {lg['admitted']} admitted in {lg['admit_s']} s", flush=True)
+        if lg["admitted"] < n:  # say why: the endpoint's own account
+            evs = ep.events()
+            kinds = {}
+            for e in evs:
+                kinds[f"{e['kind']}:{e['new']}"] = kinds.get(f"{e['kind']}:{e['new']}", 0) + 1
+            print(f"  N={n}: endpoint events {kinds}; log tail:\n    "
+                  + "\n    ".join(ep.log().strip().splitlines()[-8:]), flush=True)
         load_a = t_start + lg["admit_s"] + 1.0
         load_b = t_start + lg["admit_s"] + duration
         cpu, wall = sampler.window(load_a, load_b)
@@ -157,8 +168,8 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
             "offered_per_s": round(n * RATE, 1), "achieved_per_s": round(lg["sent"] / duration, 1),
             "ep_cpu_util": round(cpu / wall, 3) if wall else None,
             "ep_cpu_ms_per_1000": round(1000 * cpu / (per_s * wall) * 1000, 1) if per_s and wall else None,
-            "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"],
-            "ep_rss_kib": rss_kib([pid]), "ep_fds": fds(pid), "ep_nofile": nofile(pid),
+            "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"], "loadgen_max_lag_ms": lg.get("max_lag_ms"),
+            "ep_rss_kib": sampler.max_rss, "ep_fds": sampler.max_fds, "ep_nofile": nofile(pid),
             "ep_drops": {k: v for k, v in st["drops"].items() if v},
             "flows_total": st.get("flows_total"),
         }
@@ -170,8 +181,11 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
 def print_rows(rows: list[dict], base_rtt: dict | None) -> None:
     hdr = (f"{'N':>5} {'adm':>5} {'offer/s':>8} {'sent/s':>7} {'repl/sent':>10} {'alarm':>7} "
            f"{'cpu%':>5} {'ms/1k':>7} {'p50':>7} {'p99':>7} {'+p50':>6} {'+p99':>6} "
-           f"{'RSS MiB':>7} {'fds':>5}  drops")
+           f"{'RSS MiB':>7} {'fds':>5} {'genlag':>7}  drops")
     print(hdr)
+    print("  (cpu% = endpoint CPU / wall in the load window; ms/1k = endpoint CPU per 1,000 relayed datagrams,"
+          " both directions; p50/p99 = round trip ms; +p = minus N=1; genlag = the generator's worst"
+          " delay behind its schedule, ms: large = the generator, not the endpoint, was the limit)")
     for r in rows:
         p50, p99 = r["rtt_ms"]["p50"], r["rtt_ms"]["p99"]
         b50 = base_rtt["p50"] if base_rtt else None
@@ -182,7 +196,8 @@ def print_rows(rows: list[dict], base_rtt: dict | None) -> None:
         print(f"{r['homes']:>5} {r['admitted']:>5} {r['offered_per_s']:>8} {r['achieved_per_s']:>7} "
               f"{r['replies']:>5}/{r['sent']:<4} {r['alarms']:>7} "
               f"{(r['ep_cpu_util'] or 0) * 100:5.0f} {fmt(r['ep_cpu_ms_per_1000'])} {fmt(p50)} {fmt(p99)} "
-              f"{add50} {add99} {r['ep_rss_kib'] / 1024:7.1f} {r['ep_fds']:>5}  {r['ep_drops']}", flush=True)
+              f"{add50} {add99} {r['ep_rss_kib'] / 1024:7.1f} {r['ep_fds']:>5} "
+              f"{r.get('loadgen_max_lag_ms') or 0:>7}  {r['ep_drops']}", flush=True)
 
 
 def abuse(topo, out: dict) -> None:
