@@ -84,7 +84,9 @@ def _install_key(s: socket.socket, assoc_id: int, number: int, key: bytes) -> No
 
 
 def _peer_chunks(s: socket.socket, assoc_id: int) -> list[int]:
-    raw = s.getsockopt(SOL_SCTP, SCTP_PEER_AUTH_CHUNKS, struct.pack("=iI", assoc_id, 0) + bytes(32))
+    from haig.adapters.sctp_opts import _get  # getsockopt with an input buffer (the assoc id)
+
+    raw = _get(s, SCTP_PEER_AUTH_CHUNKS, struct.pack("=iI", assoc_id, 0) + bytes(32))
     _, n = struct.unpack_from("=iI", raw)
     return list(raw[8:8 + n])
 
@@ -140,7 +142,8 @@ def sctp_auth_probe() -> dict:
     except OSError as e:
         out["per_socket_auth"] = f"failed: {e}"
         return out
-    out["per_socket_auth"] = "ok (SCTP_AUTH_SUPPORTED with the sysctl off)"
+    out["per_socket_auth"] = ("ok: SCTP_AUTH_SUPPORTED + SCTP_AUTH_CHUNK(DATA) per socket, "
+                              "SCTP_AUTH_KEY/ACTIVE_KEY on the server's assoc id, sysctl untouched")
     try:
         out["peer_auth_chunks"] = _peer_chunks(srv, aid)
     except OSError as e:
