@@ -206,7 +206,7 @@ def abuse(topo, out: dict) -> None:
     pid = ep.proc.pid
     try:
         rss0, cpu0 = rss_kib([pid]), cpu_seconds([pid])
-        m = 2000
+        m = 600  # enough to show sessions without a cap; more takes minutes under emulation
         bg = LoadgenBg(topo, "--mode", "unauth", "--homes", str(m), "--first", "100",
                        "--procs", "2", "--duration", "8")
         time.sleep(6)
@@ -215,7 +215,7 @@ def abuse(topo, out: dict) -> None:
         r = bg.result()
         st = ep.events()
         refused = sum(1 for e in st if e.get("new") == "refused")
-        out["unauth"] = {"associations_opened": m, "got_challenge": r["admitted"] + (m - r["failed"]),
+        out["unauth"] = {"associations_opened": m, "held_until_the_end": m - r["failed"] - r["refused"],
                          "kernel_assocs_on_ep_during": held,
                          "ep_rss_growth_kib": rss_kib([pid]) - rss0, "ep_cpu_s": round(cpu_seconds([pid]) - cpu0, 2),
                          "legit_admit_s_during_flood": legit["admit_s"], "legit_admitted": legit["admitted"],
@@ -228,12 +228,12 @@ def abuse(topo, out: dict) -> None:
     try:
         legit = loadgen(topo, "--homes", "5", "--duration", "1", timeout=300)
         before = [e for e in ep.events() if "admitted" in (e.get("reason") or "")]
-        r = loadgen(topo, "--mode", "unknown", "--homes", "500", "--first", "100", "--procs", "2",
+        r = loadgen(topo, "--mode", "unknown", "--homes", "300", "--first", "100", "--procs", "2",
                     "--duration", "1", timeout=600)
         evs = ep.events()
         after = [e for e in evs if "admitted" in (e.get("reason") or "")]
         reasons = sorted({(e.get("reason") or "")[-40:] for e in evs if e.get("new") == "refused"})[:3]
-        out["unknown"] = {"legit_admitted": legit["admitted"], "unknown_hellos": 500, "refused": r["refused"],
+        out["unknown"] = {"legit_admitted": legit["admitted"], "unknown_hellos": 300, "refused": r["refused"],
                           "admission_events_before": len(before), "admission_events_after": len(after),
                           "history_len": len(evs), "sample_refusal_reasons": reasons}
         print("unknown:", json.dumps(out["unknown"]), flush=True)
@@ -305,10 +305,9 @@ def main(argv: list[str]) -> int:
             duration = float(a.split("=", 1)[1])
         elif a.startswith("--procs="):
             procs = int(a.split("=", 1)[1])
-        elif a == "--abuse":
+        elif a in ("--abuse", "--privileges"):  # only these parts (both when both given)
             do_scale = False
-        elif a == "--privileges":
-            do_scale = do_abuse = False
+            do_abuse = "--abuse" in argv
         elif a == "--no-abuse":
             do_abuse = False
         elif a == "--raise-nofile":
@@ -348,7 +347,7 @@ def main(argv: list[str]) -> int:
         if do_abuse:
             print("\n== abuse")
             abuse(topo, out)
-        if "--privileges" in argv or (do_scale and do_abuse):
+        if "--privileges" in argv or (do_scale and do_abuse and "--no-privileges" not in argv):
             privilege_check(topo, out)
     finally:
         echo.stop()
