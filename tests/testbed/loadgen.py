@@ -1,0 +1,311 @@
+"""Load generator for the test bed: N homes, each one real SCTP association admitted
+with its own gateway id and key, sending ECG-rate telemetry through an endpoint.
+
+Run inside a namespace that reaches the endpoint (the bench does it in the gw netns):
+
+    python -m tests.testbed.loadgen --connect 10.202.0.15:8850 --homes 100 --duration 20
+
+Modes (`--mode`):
+* telemetry — admit every home, then each sends `--rate` datagrams/s of `--size` bytes
+  on its `ecg` flow, every 100th one on its `alarm` flow with the CRITICAL flag; the
+  echo target answers each one, so the endpoint carries a reply stream too. Round-trip
+  times are measured from the send time carried in the payload.
+* unauth    — open N associations and never say HELLO (a scanner holding sessions).
+* unknown   — open N associations and say HELLO with ids the endpoint does not know.
+* flows     — admit home 0 and open `--flows` distinct flows from it (fd exhaustion).
+
+Not the bottleneck by construction: one selector over all associations per process,
+telemetry paced by a 10 ms tick (1/10 of the homes send on each tick), `--procs` worker
+processes splitting the homes; each reports its own CPU time so the bench can show
+whether the generator kept up (offered vs achieved rate).
+Prints one JSON object on stdout at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import selectors
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+from haig.adapters import sctp_io, sctp_opts
+from haig.core import wire
+
+SERVICES = ("ecg", "alarm")
+ECG, ALARM = 0, 1
+PAYLOAD = struct.Struct("!IIQ")  # home index, message number, send time (ns, monotonic)
+TICK = 0.01
+
+
+def home_id(i: int) -> str:
+    return f"home_{i:05d}"
+
+
+def home_key(i: int) -> str:
+    return f"loadgen-key-{i:05d}-0123456789abcdef"
+
+
+@dataclass
+class Home:
+    index: int
+    sock: socket.socket
+    state: str = "connecting"  # connecting → challenged → admitted | refused | failed
+    nonce: bytes = b""
+    sent: int = 0
+    next_flow: int = 3
+
+
+@dataclass
+class Stats:
+    admitted: int = 0
+    refused: int = 0
+    failed: int = 0
+    sent: int = 0
+    alarms_sent: int = 0
+    send_blocked: int = 0
+    replies: int = 0
+    alarm_replies: int = 0
+    rtt_us: list[int] = field(default_factory=list)
+    admit_s: float | None = None
+    cpu_s: float = 0.0
+
+
+def _raise_nofile(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(max(soft, n), hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _open(connect: tuple[str, int]) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    sctp_opts.set_initmsg(s, 16, 16)
+    sctp_opts.set_nodelay(s)  # as the gateway does: no Nagle-style hold of small messages
+    s.setblocking(False)
+    try:
+        s.connect(connect)
+    except BlockingIOError:
+        pass
+    return s
+
+
+def _on_message(h: Home, msg: bytes, mode: str, st: Stats, now_ns: int) -> None:
+    try:
+        typ = wire.msg_type(msg)
+    except wire.WireError:
+        return
+    if typ == wire.CHALLENGE and h.state == "connecting":
+        challenge = wire.decode_challenge(msg)
+        if mode == "unauth":
+            h.state = "challenged"
+            return
+        gw = home_id(h.index) if mode != "unknown" else f"nobody-{os.getpid()}-{h.index}"
+        h.nonce = os.urandom(wire.NONCE)
+        hello = wire.encode_hello(home_key(h.index), challenge, gw, h.nonce, SERVICES)
+        sctp_io.send(h.sock, hello, stream=0, unordered=False)
+        h.state = "challenged"
+    elif typ == wire.WELCOME:
+        h.state = "admitted"
+        st.admitted += 1
+    elif typ == wire.REFUSED:
+        h.state = "refused"
+        st.refused += 1
+    elif typ == wire.DATA:
+        d = wire.decode_data(msg)
+        if len(d.payload) >= PAYLOAD.size:
+            _, _, t_ns = PAYLOAD.unpack_from(d.payload)
+            st.rtt_us.append((now_ns - t_ns) // 1000)
+        st.replies += 1
+        if d.service == ALARM:
+            st.alarm_replies += 1
+
+
+def _send_data(h: Home, st: Stats, service: int, flow: int, size: int, critical: bool) -> None:
+    t = time.monotonic_ns()
+    body = PAYLOAD.pack(h.index, h.sent, t).ljust(size, b"\x00")
+    msg = wire.encode_data(service, flow, body, seq=h.sent, flags=wire.FLAG_CRITICAL if critical else 0)
+    try:
+        sctp_io.send(h.sock, msg, stream=flow % 16, unordered=True, ttl_ms=1000)
+    except (BlockingIOError, OSError):
+        st.send_blocked += 1
+        return
+    h.sent += 1
+    st.sent += 1
+    if critical:
+        st.alarms_sent += 1
+
+
+def worker(indices: list[int], args: argparse.Namespace, out) -> None:
+    _raise_nofile(len(indices) + 64)
+    st = Stats()
+    sel = selectors.DefaultSelector()
+    homes: dict[int, Home] = {}
+    connect = (args.host, args.port)
+    t0 = time.monotonic()
+    cpu0 = time.process_time()
+    for i in indices:
+        try:
+            s = _open(connect)
+        except OSError:
+            st.failed += 1
+            continue
+        h = Home(i, s)
+        homes[s.fileno()] = h
+        sel.register(s, selectors.EVENT_READ)
+    # Admission phase: until every home has its answer (unauth: its CHALLENGE).
+    settled = ("challenged", "refused", "failed") if args.mode == "unauth" else ("admitted", "refused", "failed")
+    admit_deadline = t0 + args.admit_timeout
+    while time.monotonic() < admit_deadline:
+        _poll(sel, homes, args.mode, st, 0.05)
+        if sum(1 for h in homes.values() if h.state in settled) >= len(homes):
+            break
+    st.admit_s = time.monotonic() - t0
+    # Load phase
+    end = time.monotonic() + args.duration
+    tick = 0
+    next_tick = time.monotonic()
+    admitted = [h for h in homes.values() if h.state == "admitted"]
+    period = max(1, round(1 / (TICK * args.rate))) if args.rate > 0 else 0
+    by_slot = [[h for h in admitted if h.index % period == k] for k in range(period)] if period else []
+    flows_opened = 0
+    max_lag = 0.0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_tick:
+            max_lag = max(max_lag, now - next_tick)  # > TICK: the generator itself fell behind
+            if args.mode == "telemetry" and by_slot:
+                for h in by_slot[tick % period]:
+                    alarm = h.sent % 100 == 99
+                    _send_data(h, st, ALARM if alarm else ECG, 2 if alarm else 1, args.size, alarm)
+            elif args.mode == "flows" and admitted and flows_opened < args.flows:
+                h = admitted[0]
+                for _ in range(min(50, args.flows - flows_opened)):  # 5,000 new flows/s at most
+                    _send_data(h, st, ECG, h.next_flow, 64, False)
+                    h.next_flow += 1
+                    flows_opened += 1
+            tick += 1
+            next_tick += TICK
+        _poll(sel, homes, args.mode, st, max(0.0, next_tick - time.monotonic()))
+    # drain replies in flight
+    drain_end = time.monotonic() + 1.0
+    while time.monotonic() < drain_end:
+        _poll(sel, homes, args.mode, st, 0.05)
+    st.cpu_s = time.process_time() - cpu0
+    for h in homes.values():
+        h.sock.close()
+    d = st.__dict__.copy()
+    d["flows_opened"] = flows_opened
+    d["max_lag_ms"] = round(max_lag * 1000, 1)
+    out.send(d)
+    out.close()
+
+
+def _poll(sel: selectors.BaseSelector, homes: dict[int, Home], mode: str, st: Stats, timeout: float) -> None:
+    for key, _ in sel.select(timeout):
+        h = homes.get(key.fd)
+        if h is None:
+            continue
+        for _ in range(32):
+            try:
+                item = sctp_io.receive(h.sock)
+            except OSError:
+                if h.state not in ("failed", "refused"):
+                    h.state = "failed"
+                    st.failed += 1
+                sel.unregister(h.sock)
+                break
+            if item is None:
+                break
+            if isinstance(item, sctp_io.Received):
+                if not item.data:  # EOF: the endpoint ended the association
+                    if h.state not in ("failed", "refused"):
+                        h.state = "failed"
+                        st.failed += 1
+                    sel.unregister(h.sock)
+                    break
+                _on_message(h, item.data, mode, st, time.monotonic_ns())
+
+
+def run(args: argparse.Namespace) -> dict:
+    procs = max(1, min(args.procs, args.homes))
+    parts = [list(range(args.first + k, args.first + args.homes, procs)) for k in range(procs)]
+    ctx = mp.get_context("fork")
+    pipes, workers = [], []
+    for part in parts:
+        a, b = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=worker, args=(part, args, b))
+        p.start()
+        pipes.append(a)
+        workers.append(p)
+    results = [a.recv() for a in pipes]
+    for p in workers:
+        p.join()
+    total: dict = {"homes": args.homes, "mode": args.mode, "procs": procs, "duration_s": args.duration}
+    for k in ("admitted", "refused", "failed", "sent", "alarms_sent", "send_blocked", "replies",
+              "alarm_replies", "flows_opened"):
+        total[k] = sum(r[k] for r in results)
+    total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
+    total["max_lag_ms"] = max(r["max_lag_ms"] for r in results)
+    total["admit_s"] = round(max(r["admit_s"] or 0 for r in results), 2)
+    rtt = sorted(x for r in results for x in r["rtt_us"])
+    total["rtt_ms"] = {q: (rtt[min(len(rtt) - 1, int(p * len(rtt)))] / 1000 if rtt else None)
+                       for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
+    return total
+
+
+def echo(binds: list[tuple[str, int]]) -> None:
+    """The hospital-side target: answer every datagram to its sender (until killed)."""
+    sel = selectors.DefaultSelector()
+    for b in binds:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind(b)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            for _ in range(64):
+                try:
+                    data, peer = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                try:
+                    s.sendto(data, peer)
+                except OSError:
+                    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--echo", help="run the echo target instead: host:port[,host:port...]")
+    ap.add_argument("--connect", help="endpoint host:port")
+    ap.add_argument("--homes", type=int, default=10)
+    ap.add_argument("--first", type=int, default=0, help="index of the first home")
+    ap.add_argument("--mode", choices=("telemetry", "unauth", "unknown", "flows"), default="telemetry")
+    ap.add_argument("--rate", type=float, default=10.0, help="datagrams/s per home")
+    ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--flows", type=int, default=1100)
+    ap.add_argument("--procs", type=int, default=1)
+    ap.add_argument("--admit-timeout", type=float, default=120.0)
+    args = ap.parse_args(argv)
+    if args.echo:
+        echo([(h, int(p)) for h, _, p in (x.rpartition(":") for x in args.echo.split(","))])
+        return 0
+    if not args.connect:
+        ap.error("--connect host:port is needed (or --echo)")
+    host, _, port = args.connect.rpartition(":")
+    args.host, args.port = host, int(port)
+    print(json.dumps(run(args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
