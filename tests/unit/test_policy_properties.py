@@ -31,6 +31,9 @@ def run(script, hold_down=HOLD):
     assoc_downs = 0
     for dt, (kind, name, arg) in script:
         t += dt
+        # Timers due at t fire before the input at t is applied: a failure is marked
+        # after whatever the clock alone decided at that instant.
+        tl.at(t)
         if kind == "state":
             mark = len(tl.events)
             tl.state(name, arg, t)
@@ -66,7 +69,13 @@ def check_step(tl: Timeline) -> None:
     p = tl.p
     assert p.primary in (None, *NAMES)
     if any(p.healthy(n) for n in NAMES):
-        assert p.primary is not None and p.healthy(p.primary), "a healthy uplink exists but primary is not healthy"
+        assert p.primary is not None, "a healthy uplink exists but no primary"
+        cur = p._path(p.primary)
+        # The one allowed exception: a PF primary inside its grace, when every healthy
+        # alternative is still inside its hold-down (jitter is not failure).
+        if not p.healthy(p.primary):
+            assert p._in_pf_grace(cur, tl.t), "a healthy uplink exists but primary is not healthy"
+            assert all(p._path(n).suspect for n in NAMES if p.healthy(n)), "PF grace with a settled alternative"
     timer = p.get_timer()
     assert timer is None or timer > tl.t, "timer left in the past"
     assert p.secondary != p.primary or p.secondary is None
