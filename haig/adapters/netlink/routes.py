@@ -18,6 +18,7 @@ OpenWrt's feed ships), so the async daemon runs it in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 from collections.abc import Sequence
@@ -178,6 +179,10 @@ class RouteReconciler:
         self.table_base = table_base
         self.rule_priority = rule_priority
         self.netns = netns
+
+    def set_device(self, uplink: str, device: str) -> None:
+        """The uplink's device learnt at run time (netifd); the next reconcile uses it."""
+        self.uplinks = [dataclasses.replace(u, device=device) if u.name == uplink else u for u in self.uplinks]
 
     def _ipr(self) -> Any:
         from pyroute2 import IPRoute
