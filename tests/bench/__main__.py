@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["relay", "failover"]
+BENCHMARKS = ["relay", "failover", "memory"]
 
 
 def main(argv: list[str]) -> int:

@@ -223,7 +223,9 @@ def test_real_overrun_triggers_resync_and_lost_route_removal_is_seen(api, ns, tm
         # synchronous on purpose: the event loop cannot read while 400+ events arrive
         subprocess.run(["ip", "-n", ns, "-batch", str(batch)], check=True)
         assert (await rec.next())[:3] == ("wan", False, "default route via lo removed")
-        assert w.resyncs >= 1
+        # the sync back end's reader thread keeps draining while the loop is blocked, so
+        # it may not overrun at all; the outcome must be the same either way
+        assert w.resyncs >= 1 or api == "sync"
         assert w.current()["wan"] == (False, "default route via lo removed", "10.1.0.2")
         # still watching after the resync
         ip(ns, "route add default via 10.1.0.1 dev lo")

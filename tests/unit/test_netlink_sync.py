@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,22 @@ def test_sync_reader_error_reopens_and_set_device_reevaluates(fake_ipr):
         assert w.uplinks[0].device == "tapa"
 
     asyncio.run(main())
+
+
+def test_slim_pyroute2_loads_the_socket_classes_without_the_whole_package():
+    code = (
+        "import sys\n"
+        "from haig.adapters.netlink import pyroute2_slim as p\n"
+        "ipr = p.iproute_class()\n"
+        "n = len([m for m in sys.modules if m.startswith('pyroute2')])\n"
+        "assert 'pyroute2.ndb.main' not in sys.modules and 'pyroute2.ipset' not in sys.modules, n\n"
+        "import pyroute2\n"
+        "full = pyroute2.IPRoute  # someone wanting the full package gets it, same class\n"
+        "assert full is ipr and 'pyroute2.ndb.main' in sys.modules\n"
+        "from pyroute2 import NDB  # noqa\n"
+        "print(n)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) < 120  # the full package is ~160 modules

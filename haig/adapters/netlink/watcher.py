@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .facts import AF_INET, Fact, fact_from_msg, facts_from_msgs
+from .pyroute2_slim import async_iproute_class, iproute_class, popns, pushns
 from .tracker import Change, LinkTracker, UplinkState
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,7 @@ class LinkWatcher:
     # -- internals -------------------------------------------------------------------
 
     async def _session(self) -> None:
-        from pyroute2 import AsyncIPRoute
-
+        AsyncIPRoute = async_iproute_class()  # noqa: N806 (a class)
         kw = {"netns": self.netns} if self.netns else {}
         self._events = events = AsyncIPRoute(rcvbuf=self.rcvbuf, **kw)
         await events.bind(GROUPS)
@@ -227,22 +227,18 @@ class LinkWatcher:
 
 def has_async_api() -> bool:
     try:
-        from pyroute2 import AsyncIPRoute  # noqa: F401
-    except ImportError:  # pyroute2 0.7 (OpenWrt's packages feed)
+        return async_iproute_class() is not None  # None: pyroute2 0.7 (OpenWrt's packages feed)
+    except ImportError:
         return False
-    return True
 
 
 def _open_ipr(netns: str | None, **kw: Any) -> Any:
     """A synchronous IPRoute in `netns`: the socket is created inside the namespace (by
     this thread, which enters and leaves it), so it needs neither 0.9's IPRoute(netns=)
     nor 0.7's NetNS proxy process."""
-    from pyroute2 import IPRoute
-
+    IPRoute = iproute_class()  # noqa: N806 (a class)
     if not netns:
         return IPRoute(**kw)
-    from pyroute2.netns import popns, pushns
-
     pushns(netns)
     try:
         return IPRoute(**kw)

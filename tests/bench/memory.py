@@ -1,0 +1,205 @@
+"""Memory benchmark (prints numbers; not a test): resident memory per role and
+configuration, against the router budget (gateway daemon <= 25 MiB RSS).
+
+Two measures:
+
+* import RSS (host or VM, no SCTP needed): a fresh interpreter imports what each
+  role loads and prints its VmRSS, next to an empty interpreter (the baseline every
+  Python process pays). Also the biggest imports (python -X importtime) of the
+  gateway with the API off.
+* running RSS (VM only: needs kernel SCTP): the real daemons on the test-bed topology,
+  gateway with the API off and on, endpoint; RSS after the association is up (API on)
+  or after a settle time (API off: nothing to poll but the log).
+
+    python -m tests.bench memory [--import-only] [--pyroute2=DIR]    # host
+    ./dev bench memory                                               # in the VM
+
+--pyroute2=DIR puts another pyroute2 first on the path (e.g. 0.7.x, what OpenWrt's
+feed ships) for the import measure. Budget: see docs/openwrt.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BUDGET_MIB = 25.0
+REPO = Path(__file__).resolve().parents[2]
+
+_PRINT_RSS = (
+    "import sys\n"
+    "rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]\n"
+    "print(rss, len(sys.modules), int('flask' in sys.modules), int('pyroute2' in sys.modules))\n"
+)
+
+# What each role loads at run time (the daemon imports lazily by role and option);
+# the netlink socket classes as the LinkWatcher loads them (pyroute2_slim).
+NETLINK = "import haig.adapters.netlink.pyroute2_slim as p; p.iproute_class(); p.async_iproute_class()"
+GATEWAY = ["import haig.daemon", "import haig.relay.gateway", "import haig.adapters.netlink",
+           "import haig.adapters.netifd", "import haig.surfaces.ubus_adapter", NETLINK]
+ROLES: dict[str, list[str]] = {
+    "python (empty)": [],
+    "cli (haig status)": ["import haig.cli", "import haig.surfaces.cli"],
+    "gateway, API off": GATEWAY,
+    "gateway, API on": [*GATEWAY, "import haig.surfaces.api"],
+    "gateway, full pyroute2": [*GATEWAY, "import pyroute2; pyroute2.IPRoute"],  # `from pyroute2 import IPRoute`
+    "endpoint, API on": ["import haig.daemon", "import haig.relay.endpoint", "import haig.surfaces.api"],
+}
+
+
+def _env(pyroute2_dir: str | None) -> dict[str, str]:
+    path = [str(REPO)] + ([pyroute2_dir] if pyroute2_dir else [])
+    if pyroute2_dir:
+        path.reverse()
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), PYTHONDONTWRITEBYTECODE="1")
+
+
+# haig does not depend on python3-openssl (ssl, _hashlib), so on the router `import ssl`
+# fails and hashlib uses its built-in hashes; blocking them here gives the router's
+# import set (libcrypto alone is ~3.5 MiB resident once _hashlib loads it).
+ROUTER_PRELUDE = "import sys; sys.modules.update(dict.fromkeys(('ssl', '_ssl', '_hashlib')))\n"
+
+
+def import_rss(statements: list[str], pyroute2_dir: str | None = None, router: bool = True) -> dict:
+    code = (ROUTER_PRELUDE if router else "") + "".join(f"{s}\n" for s in statements) + _PRINT_RSS
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(pyroute2_dir), timeout=120, cwd="/")
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else str(res.returncode)}
+    rss, nmods, flask, pyroute2 = (int(x) for x in res.stdout.split())
+    return {"rss_kib": rss, "modules": nmods, "flask": bool(flask), "pyroute2": bool(pyroute2)}
+
+
+def median_import_rss(modules: list[str], pyroute2_dir: str | None, router: bool, runs: int = 3) -> dict:
+    samples = [import_rss(modules, pyroute2_dir, router) for _ in range(runs)]
+    ok = [s for s in samples if "error" not in s]
+    if not ok:
+        return samples[0]
+    out = dict(ok[0])
+    out["rss_kib"] = sorted(s["rss_kib"] for s in ok)[len(ok) // 2]
+    return out
+
+
+def importtime(statements: list[str], top: int = 12, pyroute2_dir: str | None = None) -> list[tuple[int, str]]:
+    """(cumulative µs, top-level package) of the costliest first-level imports."""
+    code = ROUTER_PRELUDE + "".join(f"{s}\n" for s in statements)
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
+                         text=True, env=_env(pyroute2_dir), timeout=120, cwd="/")
+    per_pkg: dict[str, int] = {}
+    for line in res.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(2)) <= 1:  # imported directly by the statements above or by haig
+            pkg = m.group(3).split(".")[0]
+            per_pkg[pkg] = per_pkg.get(pkg, 0) + int(m.group(1))
+    return sorted(((us, pkg) for pkg, us in per_pkg.items()), reverse=True)[:top]
+
+
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f}"
+
+
+def print_import_table(pyroute2_dir: str | None) -> dict:
+    version = subprocess.run([sys.executable, "-c", "import pyroute2, importlib.metadata as m;"
+                              "print(getattr(pyroute2, '__version__', None) or m.version('pyroute2'))"],
+                             capture_output=True, text=True, env=_env(pyroute2_dir)).stdout.strip()
+    print(f"-- import RSS (Python {sys.version.split()[0]}, pyroute2 {version}; median of 3)")
+    print("   router: no python3-openssl (ssl, _hashlib blocked), as installed; host: with it")
+    print(f"{'role / configuration':24} {'router MiB':>10} {'over empty':>11} {'modules':>8} {'host MiB':>9}  flask")
+    base = None
+    results = {}
+    for role, mods in ROLES.items():
+        r = median_import_rss(mods, pyroute2_dir, router=True)
+        h = median_import_rss(mods, pyroute2_dir, router=False)
+        r["host_rss_kib"] = h.get("rss_kib")
+        results[role] = r
+        if "error" in r:
+            print(f"{role:24} {'error':>10}  {r['error'][:90]}")
+            continue
+        if base is None:
+            base = r["rss_kib"]
+        print(f"{role:24} {_mib(r['rss_kib']):>10} {_mib(r['rss_kib'] - base):>11} {r['modules']:>8} "
+              f"{_mib(h.get('rss_kib')):>9}  {'yes' if r['flask'] else 'no'}")
+    gw = results.get("gateway, API off", {})
+    if "rss_kib" in gw:
+        print(f"gateway API off: {gw['rss_kib'] / 1024:.1f} MiB of the {BUDGET_MIB:.0f} MiB budget "
+              f"({gw['rss_kib'] / 1024 / BUDGET_MIB:.0%}) before any running state")
+    print("-- costliest imports, gateway API off (cumulative ms, first-level packages)")
+    for us, pkg in importtime(ROLES["gateway, API off"], pyroute2_dir=pyroute2_dir):
+        print(f"  {us / 1000:8.1f}  {pkg}")
+    return results
+
+
+# ------------------------------------------------------------------ running (VM)
+
+
+def running_rss(settle_s: float = 20.0) -> dict:
+    from tests.testbed import topology
+    from tests.testbed.haig_procs import Haig, Service, assoc_up, endpoint_config, gateway_config
+    from tests.testbed.proc import rss_kib
+
+    svc = [Service("echo", "127.0.0.1:5301", "127.0.0.1:5302")]
+    out: dict[str, float | None] = {}
+    topo = topology.build()
+    try:
+        ep = Haig(topo.ep, endpoint_config(topo, 8888, svc), "ep").start()
+        try:
+            for api in ("off", "on"):
+                main = {"log_level": "warning", "api_listen": "127.0.0.1:8990" if api == "on" else "0"}
+                gw = Haig(topo.gw, gateway_config(topo, 8888, svc, main=main), "gw").start()
+                try:
+                    if api == "on":
+                        gw.wait_for(assoc_up, timeout=120, what="association up")
+                    else:
+                        time.sleep(settle_s)  # no API to ask: give it the time the API run needs
+                        if gw.proc.poll() is not None:
+                            raise RuntimeError(f"gateway exited: {gw.log()[-2000:]}")
+                    time.sleep(2)
+                    out[f"gateway, API {api}"] = rss_kib([gw.proc.pid])
+                finally:
+                    gw.stop()
+            ep.wait_for(lambda st: True, timeout=30)
+            out["endpoint, API on"] = rss_kib([ep.proc.pid])
+        finally:
+            ep.stop()
+    finally:
+        topo.teardown()
+    return out
+
+
+def _has_sctp() -> bool:
+    import socket
+
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132).close()
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = argv or []
+    pyroute2_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("--pyroute2=")), None)
+    report: dict = {"import": print_import_table(pyroute2_dir)}
+    if "--import-only" in argv or not _has_sctp():
+        print("-- running RSS: skipped (needs kernel SCTP: run in the VM with ./dev bench memory)")
+    else:
+        print("-- running RSS (daemons on the test-bed topology, association up)")
+        run = running_rss()
+        report["running"] = run
+        for role, kib in run.items():
+            verdict = "" if not role.startswith("gateway, API off") else \
+                f"  budget {BUDGET_MIB:.0f} MiB: {'ok' if kib and kib / 1024 <= BUDGET_MIB else 'OVER'}"
+            print(f"{role:24} {_mib(kib):>8} MiB{verdict}")
+    art = REPO / "artifacts/bench"
+    if art.is_dir() and os.access(art, os.W_OK):
+        (art / "memory.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
