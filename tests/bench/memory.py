@@ -59,9 +59,9 @@ def _env(pyroute2_dir: str | None) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(path), PYTHONDONTWRITEBYTECODE="1")
 
 
-# haig does not depend on python3-openssl (ssl, _hashlib), so on the router `import ssl`
-# fails and hashlib uses its built-in hashes; blocking them here gives the router's
-# import set (libcrypto alone is ~3.5 MiB resident once _hashlib loads it).
+# /usr/bin/haig blocks ssl and _hashlib for `haig run` (asyncio would load libssl and
+# hashlib libcrypto, ~5 MiB, though the daemon never speaks TLS; the feed's pyroute2
+# pulls in all of python3, python3-openssl included). "router" = as the wrapper runs it.
 ROUTER_PRELUDE = "import sys; sys.modules.update(dict.fromkeys(('ssl', '_ssl', '_hashlib')))\n"
 
 
@@ -108,7 +108,7 @@ def print_import_table(pyroute2_dir: str | None) -> dict:
                               "print(getattr(pyroute2, '__version__', None) or m.version('pyroute2'))"],
                              capture_output=True, text=True, env=_env(pyroute2_dir)).stdout.strip()
     print(f"-- import RSS (Python {sys.version.split()[0]}, pyroute2 {version}; median of 3)")
-    print("   router: no python3-openssl (ssl, _hashlib blocked), as installed; host: with it")
+    print("   router: as /usr/bin/haig runs the daemon (ssl, _hashlib blocked); host: plain python")
     print(f"{'role / configuration':24} {'router MiB':>10} {'over empty':>11} {'modules':>8} {'host MiB':>9}  flask")
     base = None
     results = {}

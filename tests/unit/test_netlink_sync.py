@@ -138,3 +138,17 @@ def test_slim_pyroute2_loads_the_socket_classes_without_the_whole_package():
                          cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) < 120  # the full package is ~160 modules
+
+
+def test_slim_pyroute2_unblocks_ssl_for_a_pyroute2_that_needs_it():
+    # /usr/bin/haig blocks ssl for the daemon; pyroute2 0.9 imports it at load time
+    code = (
+        "import sys\n"
+        "sys.modules['ssl'] = None\n"
+        "from haig.adapters.netlink import pyroute2_slim as p\n"
+        "assert p.iproute_class() is not None\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

@@ -40,21 +40,27 @@ def _package() -> ModuleType:
     return mod
 
 
-def iproute_class() -> type:
+def _linux() -> ModuleType:
     _package()
-    from pyroute2.iproute.linux import IPRoute
+    try:
+        from pyroute2.iproute import linux
+    except ImportError:
+        # /usr/bin/haig blocks ssl to save memory (0.7 never needs it); 0.9 imports it
+        # unconditionally: unblock and try once more, so the saving never breaks it.
+        if "ssl" not in sys.modules or sys.modules["ssl"] is not None:
+            raise
+        del sys.modules["ssl"]
+        from pyroute2.iproute import linux
+    return linux
 
-    return IPRoute
+
+def iproute_class() -> type:
+    return _linux().IPRoute
 
 
 def async_iproute_class() -> type | None:
     """AsyncIPRoute (pyroute2 >= 0.9), or None (0.7: no asyncio API)."""
-    _package()
-    try:
-        from pyroute2.iproute.linux import AsyncIPRoute
-    except ImportError:
-        return None
-    return AsyncIPRoute
+    return getattr(_linux(), "AsyncIPRoute", None)
 
 
 def netns_class() -> type:
