@@ -91,10 +91,6 @@ endef
 define Package/haig/install
 	$(INSTALL_DIR) $(1)$(PYTHON3_PKG_DIR)
 	$(CP) $(PKG_BUILD_DIR)/haig $(1)$(PYTHON3_PKG_DIR)/
-	# as Py3Package does: .pyc beside each module (compileall -b), then no .py,
-	# so a slow router never compiles at start (its Python writes no bytecode)
-	$(call Python3/CompileAll,$(1)$(PYTHON3_PKG_DIR)/haig)
-	$(call Python3/DeleteSourceFiles,$(1)$(PYTHON3_PKG_DIR)/haig)
 	$(INSTALL_DIR) $(1)/usr/bin
 	$(INSTALL_BIN) ./files/usr/bin/haig $(1)/usr/bin/haig
 	$(INSTALL_DIR) $(1)/etc/init.d
@@ -103,6 +99,11 @@ define Package/haig/install
 	$(INSTALL_CONF) ./files/etc/config/haig $(1)/etc/config/haig
 	$(INSTALL_DIR) $(1)/etc/uci-defaults
 	$(INSTALL_BIN) ./files/etc/uci-defaults/* $(1)/etc/uci-defaults/
+	# as Py3Package does, on the whole tree ($(1): paths in tracebacks are then the
+	# installed ones): .pyc beside each module (compileall -b), then no .py, so a slow
+	# router never compiles at start (its Python writes no bytecode)
+	$(call Python3/CompileAll,$(1))
+	$(call Python3/DeleteSourceFiles,$(1))
 endef
 
 define Package/haig-api/install
