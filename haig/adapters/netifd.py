@@ -136,6 +136,10 @@ class NetifdWatcher:
         if not self._by_iface:
             self._ready.set()
             return
+        if not getattr(self.backend, "available", lambda: True)():
+            log.info("netifd: no `ubus` command (not OpenWrt): uplinks are not resolved through netifd")
+            self._ready.set()
+            return
         delay = self.retry_s
         while not self._stopping:
             poller: asyncio.Task | None = None
@@ -231,6 +235,9 @@ class UbusCliBackend:
     def __init__(self, ubus: str = "ubus", timeout_s: int = 5) -> None:
         self.ubus = ubus
         self.timeout_s = timeout_s
+
+    def available(self) -> bool:
+        return shutil.which(self.ubus) is not None
 
     def _argv(self, *args: str) -> list[str]:
         exe = shutil.which(self.ubus)

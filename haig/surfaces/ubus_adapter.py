@@ -338,6 +338,22 @@ def ubus_call(method: str, args: dict[str, Any] | None = None, *, timeout_s: int
     return reply
 
 
+def ubus_get(path: str, **kw: Any) -> dict[str, Any]:
+    """The HTTP API's GET paths the CLI uses, answered over ubus instead:
+    `/api/v1/status` and `/api/v1/events?since=N` (same JSON: one status model)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(path)
+    if parts.path == "/api/v1/status":
+        return ubus_call("status", **kw)
+    if parts.path == "/api/v1/events":
+        since = parse_qs(parts.query).get("since", ["0"])[0]
+        if not since.isdigit():
+            raise UbusCallError(f"'since' must be a non-negative whole number, not {since!r}")
+        return ubus_call("events", {"since": int(since)}, **kw)
+    raise UbusCallError(f"{parts.path} has no ubus equivalent (enable the API: api_listen)")
+
+
 def ubus_follow(
     since: int, *, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep, call: Callable[..., dict[str, Any]] = ubus_call
 ) -> Iterator[dict[str, Any]]:

@@ -326,5 +326,10 @@ def test_cli_backend_without_ubus_is_unavailable(monkeypatch, tmp_path):
     async def main():
         with pytest.raises(NetifdUnavailable, match="no `ubus` command"):
             await UbusCliBackend().status("wan")
+        # not OpenWrt: the watcher says so once and returns instead of retrying forever
+        calls = []
+        w = NetifdWatcher(UPLINKS, lambda *a, **k: calls.append(a))
+        await asyncio.wait_for(w.run(), BOUND)
+        assert calls == [] and w.errors == 0
 
     asyncio.run(main())

@@ -401,3 +401,13 @@ def test_ubus_follow_yields_new_events_once_and_rides_out_a_restart():
         if len(got) == 3:
             break
     assert got == [4, 5, 6] and asked == [3, 5, 5]
+
+
+def test_ubus_get_answers_the_cli_paths(fake_ubus_cli):
+    from haig.surfaces.ubus_adapter import UbusCallError, ubus_get
+
+    fake_ubus_cli("""echo '{"method": "'$3'", "args": '"${4:-null}"'}'""")
+    assert ubus_get("/api/v1/status") == {"method": "status", "args": None}
+    assert ubus_get("/api/v1/events?since=12") == {"method": "events", "args": {"since": 12}}
+    with pytest.raises(UbusCallError, match="no ubus equivalent"):
+        ubus_get("/api/v1/stream?since=0")
