@@ -11,8 +11,8 @@ Two measures:
   gateway with the API off and on, endpoint; RSS after the association is up (API on)
   or after a settle time (API off: nothing to poll but the log).
 
-    python -m tests.bench memory [--import-only] [--pyroute2=DIR]    # host
-    ./dev bench memory                                               # in the VM
+    python -m tests.bench memory [--import-only] [--pyroute2=DIR] [--runs=N]   # host
+    ./dev bench memory [--running-only]                                        # in the VM
 
 --pyroute2=DIR puts another pyroute2 first on the path (e.g. 0.7.x, what OpenWrt's
 feed ships) for the import measure. Budget: see docs/openwrt.md.
@@ -62,7 +62,12 @@ def _env(pyroute2_dir: str | None) -> dict[str, str]:
 # /usr/bin/haig blocks ssl and _hashlib for `haig run` (asyncio would load libssl and
 # hashlib libcrypto, ~5 MiB, though the daemon never speaks TLS; the feed's pyroute2
 # pulls in all of python3, python3-openssl included). "router" = as the wrapper runs it.
-ROUTER_PRELUDE = "import sys; sys.modules.update(dict.fromkeys(('ssl', '_ssl', '_hashlib')))\n"
+ROUTER_PRELUDE = (
+    "import sys, importlib.util\n"
+    "sys.modules['ssl'] = None\n"
+    "if any(importlib.util.find_spec(m) for m in ('_sha2', '_sha256')):\n"
+    "    sys.modules['_hashlib'] = None\n"
+)  # what files/usr/bin/haig does for `haig run`
 
 
 def import_rss(statements: list[str], pyroute2_dir: str | None = None, router: bool = True) -> dict:
@@ -75,7 +80,11 @@ def import_rss(statements: list[str], pyroute2_dir: str | None = None, router: b
     return {"rss_kib": rss, "modules": nmods, "flask": bool(flask), "pyroute2": bool(pyroute2)}
 
 
-def median_import_rss(modules: list[str], pyroute2_dir: str | None, router: bool, runs: int = 3) -> dict:
+RUNS = 3
+
+
+def median_import_rss(modules: list[str], pyroute2_dir: str | None, router: bool, runs: int | None = None) -> dict:
+    runs = runs or RUNS
     samples = [import_rss(modules, pyroute2_dir, router) for _ in range(runs)]
     ok = [s for s in samples if "error" not in s]
     if not ok:
@@ -107,7 +116,7 @@ def print_import_table(pyroute2_dir: str | None) -> dict:
     version = subprocess.run([sys.executable, "-c", "import pyroute2, importlib.metadata as m;"
                               "print(getattr(pyroute2, '__version__', None) or m.version('pyroute2'))"],
                              capture_output=True, text=True, env=_env(pyroute2_dir)).stdout.strip()
-    print(f"-- import RSS (Python {sys.version.split()[0]}, pyroute2 {version}; median of 3)")
+    print(f"-- import RSS (Python {sys.version.split()[0]}, pyroute2 {version}; median of {RUNS})")
     print("   router: as /usr/bin/haig runs the daemon (ssl, _hashlib blocked); host: plain python")
     print(f"{'role / configuration':24} {'router MiB':>10} {'over empty':>11} {'modules':>8} {'host MiB':>9}  flask")
     base = None
@@ -182,9 +191,13 @@ def _has_sctp() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RUNS
     argv = argv or []
     pyroute2_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("--pyroute2=")), None)
-    report: dict = {"import": print_import_table(pyroute2_dir)}
+    RUNS = int(next((a.split("=", 1)[1] for a in argv if a.startswith("--runs=")), RUNS))
+    report: dict = {}
+    if "--running-only" not in argv:
+        report["import"] = print_import_table(pyroute2_dir)
     if "--import-only" in argv or not _has_sctp():
         print("-- running RSS: skipped (needs kernel SCTP: run in the VM with ./dev bench memory)")
     else:

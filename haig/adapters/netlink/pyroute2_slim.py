@@ -47,9 +47,11 @@ def _linux() -> ModuleType:
     except ImportError:
         # /usr/bin/haig blocks ssl to save memory (0.7 never needs it); 0.9 imports it
         # unconditionally: unblock and try once more, so the saving never breaks it.
-        if "ssl" not in sys.modules or sys.modules["ssl"] is not None:
+        blocked = [m for m in ("ssl", "_ssl") if m in sys.modules and sys.modules[m] is None]
+        if not blocked:
             raise
-        del sys.modules["ssl"]
+        for m in blocked:
+            del sys.modules[m]
         from pyroute2.iproute import linux
     return linux
 
