@@ -14,14 +14,26 @@ python3-ubus and the only place in haig that imports `ubus`.
 python-ubus keeps one global connection and libubus is not thread-safe, so one
 thread owns it: it runs the ubus loop in short slices and forwards new events
 from the status model between slices (no cross-thread ubus calls).
+
+python-ubus reports a lost ubusd (restarted, upgraded) not by raising but by
+`send()` returning False (and `get_connected()` turning false): the service then
+drops the connection, backs off (1 s doubling to 30 s), connects again and
+re-registers the object; events not yet sent are sent after the reconnect.
+
+`ubus_call()` / `ubus_follow()` are the client side for `haig status` /
+`haig events` when the HTTP API is off (the router default): they run the `ubus`
+tool, so the CLI needs neither python-ubus nor Flask.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from haig.core.events import FAILBACK, FAILOVER
@@ -46,11 +58,15 @@ class UbusBackend(Protocol):
         """Publish `name`; each handler gets the call's arguments and returns the reply."""
         ...
 
-    def send(self, event: str, data: dict[str, Any]) -> None: ...
+    def send(self, event: str, data: dict[str, Any]) -> bool | None:
+        """False when the connection is lost (python-ubus does not raise then)."""
+        ...
 
     def loop(self, timeout_ms: int) -> None:
         """Serve calls for up to timeout_ms."""
         ...
+
+    def connected(self) -> bool: ...
 
     def disconnect(self) -> None: ...
 
@@ -65,6 +81,10 @@ SIGNATURES: dict[str, dict[str, str]] = {
     "reload": {},
 }
 _PYTYPES = {"int": int, "string": str}
+
+
+class ConnectionLost(Exception):
+    """ubusd went away (send() returned False, or the connection reports closed)."""
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -153,19 +173,28 @@ class UbusService:
     # -- events ----------------------------------------------------------------
 
     def forward_events(self) -> int:
-        """Send model events newer than the last forwarded one; returns how many."""
+        """Send model events newer than the last forwarded one; returns how many.
+        Raises ConnectionLost when ubusd is gone; the unsent ones go after reconnecting."""
         page = self.model.events_page(self._seq)
+        sent = 0
         for ev in page["events"]:
             name = EVENT_FAILOVER if ev["kind"] in (FAILOVER, FAILBACK) else EVENT_OTHER
-            self.backend.send(name, ev)
+            if self.backend.send(name, ev) is False:
+                raise ConnectionLost(f"sending {name} failed")
+            self._seq = ev["seq"]
+            sent += 1
         self._seq = page["last_seq"]
-        return len(page["events"])
+        return sent
 
     # -- thread ----------------------------------------------------------------
 
-    def run(self, stop: threading.Event, slice_ms: int = 250, retry_s: float = 5.0) -> None:
-        """Serve until `stop` is set; reconnect if ubusd goes away (restarted).
+    def run(
+        self, stop: threading.Event, slice_ms: int = 250, retry_s: float = 1.0, retry_max_s: float = 30.0
+    ) -> None:
+        """Serve until `stop` is set; reconnect with back-off if ubusd goes away.
         Without python3-ubus (Debian endpoint) it returns at once."""
+        delay = retry_s
+        self.reconnects = 0
         while not stop.is_set():
             try:
                 self.backend.connect()
@@ -173,18 +202,24 @@ class UbusService:
                 log.info("python3-ubus is not installed: no ubus object (API and CLI still work)")
                 return
             except Exception as e:
-                log.warning("ubus: cannot connect (%s); retrying in %.0f s", e, retry_s)
-                stop.wait(retry_s)
+                log.warning("ubus: cannot connect (%s); retrying in %.0f s", e, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, retry_max_s)
                 continue
             try:
                 self.backend.add_object(OBJECT, self.method_table())
                 log.info("ubus object %r published", OBJECT)
+                delay = retry_s  # registered: a later loss starts the back-off anew
                 while not stop.is_set():
                     self.backend.loop(slice_ms)
+                    if not self.backend.connected():
+                        raise ConnectionLost("connection closed")
                     self.forward_events()
             except Exception as e:
-                log.warning("ubus: %s; reconnecting in %.0f s", e, retry_s)
-                stop.wait(retry_s)
+                self.reconnects += 1
+                log.warning("ubus: %s; reconnecting in %.0f s", e, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, retry_max_s)
             finally:
                 try:
                     self.backend.disconnect()
@@ -232,15 +267,23 @@ class PythonUbusBackend:
             },
         )
 
-    def send(self, event: str, data: dict[str, Any]) -> None:
-        self._ubus.send(event, data)
+    def send(self, event: str, data: dict[str, Any]) -> bool:
+        return bool(self._ubus.send(event, data))
 
     def loop(self, timeout_ms: int) -> None:
         self._ubus.loop(timeout_ms)
 
+    def connected(self) -> bool:
+        return bool(self._ubus is not None and self._ubus.get_connected())
+
     def disconnect(self) -> None:
-        if self._ubus is not None and self._ubus.get_connected():
-            self._ubus.disconnect()
+        # Also after a loss: python-ubus keeps its context until disconnect(), and
+        # connect() on a kept context raises.
+        if self._ubus is not None:
+            try:
+                self._ubus.disconnect()
+            except Exception as e:
+                log.debug("ubus disconnect: %s", e)
 
 
 def start_ubus(
@@ -255,3 +298,76 @@ def start_ubus(
     t = threading.Thread(target=service.run, args=(stop,), name="haig-ubus", daemon=True)
     t.start()
     return t, stop
+
+
+# ------------------------------------------------------------------- client
+
+
+class UbusCallError(Exception):
+    """A `ubus call haig ...` that did not answer; the message says why and what to do."""
+
+
+UBUS_STATUS_NOT_FOUND = 4  # `ubus` exit status: no such object (haig not running)
+
+
+def ubus_call(method: str, args: dict[str, Any] | None = None, *, timeout_s: int = 10, ubus: str = "ubus") -> dict[str, Any]:
+    """`ubus call haig <method> <args>` through the `ubus` tool; the reply as a dict.
+    Raises UbusCallError (not running, no ubus, an `error` reply)."""
+    exe = shutil.which(ubus)
+    if exe is None:
+        raise UbusCallError("no `ubus` command here (not OpenWrt?): enable the API (api_listen) instead")
+    argv = [exe, "-t", str(timeout_s), "call", OBJECT, method]
+    if args:
+        argv.append(json.dumps(args))
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 5)
+    except subprocess.TimeoutExpired:
+        raise UbusCallError(f"ubus call {OBJECT} {method}: no answer in {timeout_s} s") from None
+    if res.returncode == UBUS_STATUS_NOT_FOUND:
+        raise UbusCallError(
+            f"no ubus object '{OBJECT}': is haig running? Check with: /etc/init.d/haig status (or: logread -e haig)"
+        )
+    if res.returncode != 0:
+        raise UbusCallError(f"ubus call {OBJECT} {method} failed: {res.stderr.strip() or res.returncode}")
+    try:
+        reply = json.loads(res.stdout or "{}")
+    except ValueError as e:
+        raise UbusCallError(f"ubus call {OBJECT} {method}: reply is not JSON ({e})") from None
+    if isinstance(reply, dict) and reply.get("ok") is False and "error" in reply:
+        raise UbusCallError(str(reply["error"]))
+    return reply
+
+
+def ubus_get(path: str, **kw: Any) -> dict[str, Any]:
+    """The HTTP API's GET paths the CLI uses, answered over ubus instead:
+    `/api/v1/status` and `/api/v1/events?since=N` (same JSON: one status model)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(path)
+    if parts.path == "/api/v1/status":
+        return ubus_call("status", **kw)
+    if parts.path == "/api/v1/events":
+        since = parse_qs(parts.query).get("since", ["0"])[0]
+        if not since.isdigit():
+            raise UbusCallError(f"'since' must be a non-negative whole number, not {since!r}")
+        return ubus_call("events", {"since": int(since)}, **kw)
+    raise UbusCallError(f"{parts.path} has no ubus equivalent (enable the API: api_listen)")
+
+
+def ubus_follow(
+    since: int, *, poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep, call: Callable[..., dict[str, Any]] = ubus_call
+) -> Iterator[dict[str, Any]]:
+    """Events after `since`, as they come (polls the `events` method; survives a daemon
+    or ubusd restart by retrying). For `haig events --follow` without the API."""
+    last = since
+    while True:
+        try:
+            page = call("events", {"since": last})
+        except UbusCallError:
+            sleep(max(poll_s, 2.0))
+            continue
+        for ev in page.get("events", []):
+            if ev.get("seq", 0) > last:
+                last = ev["seq"]
+                yield ev
+        sleep(poll_s)

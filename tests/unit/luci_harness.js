@@ -34,13 +34,28 @@ String.prototype.format = function() {
 	});
 };
 
+// LuCI's dom.append() semantics, which decide what is parsed as HTML: in an
+// array, strings become text nodes; a lone string (or number) is assigned to
+// innerHTML. Every innerHTML assignment is recorded as an `#html` node and in
+// htmlSinks, so a test can prove untrusted text never reaches one.
+const htmlSinks = [];
+
+function content(children) {
+	if (children == null) return [];
+	if (Array.isArray(children))
+		return children.filter(c => c != null).map(c => (typeof c === 'object') ? c : String(c));
+	if (typeof children === 'object') return [ children ];
+	htmlSinks.push(String(children));
+	return [ { tag: '#html', attrs: {}, children: [ String(children) ] } ];
+}
+
 function node(tag, attrs, children) {
-	return { tag, attrs: attrs || {}, children: [].concat(children == null ? [] : children) };
+	return { tag, attrs: attrs || {}, children: content(children) };
 }
 
 function E(tag, a, c) {
 	if (Array.isArray(tag)) return node('#fragment', {}, a);
-	if (typeof a === 'string' || Array.isArray(a) || (a && a.tag))
+	if (typeof a === 'string' || typeof a === 'number' || Array.isArray(a) || (a && a.tag))
 		return node(tag, {}, a);
 	return node(tag, a, c);
 }
@@ -68,6 +83,8 @@ const rpc = {
 				return kase.status ? Promise.resolve(kase.status) : Promise.reject(new Error('Object not found'));
 			if (spec.method === 'events')
 				return kase.events ? Promise.resolve(kase.events) : Promise.reject(new Error('Object not found'));
+			if (spec.method === 'set_primary' && kase.set_primary_reply)
+				return Promise.resolve(kase.set_primary_reply);
 			return Promise.resolve({ ok: true });
 		};
 	}
@@ -75,10 +92,10 @@ const rpc = {
 
 const view = { extend: obj => obj };
 const poll = { add: (fn, interval) => { polls.push({ fn, interval }); } };
-const dom = { content: (el, children) => { el.children = [].concat(children); } };
+const dom = { content: (el, children) => { el.children = content(children); } };
 const ui = {
 	createHandlerFn: (self, name) => ({ handler: name }),
-	addNotification: (title, body, kind) => { notifications.push(kind); }
+	addNotification: (title, body, kind) => { notifications.push({ kind, text: text(body) }); }
 };
 const network = {
 	getNetworks: () => Promise.resolve(Object.keys(kase.networks || {}).map(name => ({
@@ -87,8 +104,21 @@ const network = {
 	})))
 };
 function _(s) { translated.push(s); return s; }
+// cbi.js fills each cell with dom.content(): a string cell is HTML.
 function cbi_update_table(table, rows, placeholder) {
-	table.rows = rows.length ? rows : [[ placeholder ]];
+	table.rows = (rows.length ? rows : [[ placeholder ]]).map(r => r.map(c => content(c)));
+}
+
+// The elements with a class, and all inline styles (the page must have none).
+function classes(n, out) {
+	if (n && typeof n === 'object') {
+		if (Array.isArray(n)) { n.forEach(c => classes(c, out)); return out; }
+		if (n.attrs && n.attrs['class']) out.classes.push({ cls: n.attrs['class'], state: n.attrs['data-state'] || null, text: text(n) });
+		if (n.attrs && n.attrs.style) out.styles.push(n.attrs.style);
+		(n.children || []).forEach(c => classes(c, out));
+		(n.rows || []).forEach(r => classes(r, out));
+	}
+	return out;
 }
 
 const factory = new Function('L', '_', 'E', 'view', 'rpc', 'poll', 'dom', 'ui', 'network',
@@ -114,6 +144,14 @@ const v = factory(L, _, E, view, rpc, poll, dom, ui, network, cbi_update_table);
 		report.after_poll = text(container);
 		report.events_after_poll = v.events.map(e => e.seq);
 	}
+	if (kase.force) {
+		await v.handleForce(kase.force.uplink, kase.force.duration);
+	}
+	const found = classes(page, { classes: [], styles: [] });
+	report.classes = found.classes;
+	report.styles = found.styles;
+	report.html_sinks = htmlSinks;
+	report.notifications = notifications;
 	report.calls = calls.map(c => ({ object: c.object, method: c.method, params: c.params, args: c.args }));
 	report.translated = Array.from(new Set(translated));
 	process.stdout.write(JSON.stringify(report));

@@ -9,7 +9,9 @@ What procd then does with the request is verified only on a router.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,6 +212,8 @@ def test_start_runs_daemon_with_respawn_and_logging(run_init):
     assert retry == 0, "a medical link must never stop respawning (retry 0 = forever)"
     assert p["stdout"] == ["1"] and p["stderr"] == ["1"]
     assert p["file"] == ["/etc/config/haig"]
+    # procd reloads an unchanged instance with a signal, never a restart
+    assert p["reload_signal"] == ["HUP"]
 
 
 def test_triggers_reload_on_config_change_and_each_uplink_interface(run_init):
@@ -280,3 +284,32 @@ def _uplink_interfaces(text: str) -> list[str]:
         elif in_uplink and words[0] == "option" and words[1] == "interface":
             out.append(words[2].strip("'\""))
     return out
+
+
+def _wrapper_under_hup(tmp_path, argv: list[str]) -> subprocess.CompletedProcess:
+    """files/usr/bin/haig with a stand-in haig.cli whose main() gets a SIGHUP at once."""
+    pkg = tmp_path / "haig"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text(
+        "import os, signal, sys\n"
+        "def main():\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "    import hashlib, hmac\n"
+        "    hmac.new(b'k', b'm', 'sha256').digest()  # HMAC still works\n"
+        "    print('survived', sys.modules.get('ssl', 'unset'))\n"
+        "    return 0\n")
+    wrapper = Path(__file__).resolve().parents[2] / "files/usr/bin/haig"
+    return subprocess.run([sys.executable, "-S", str(wrapper), *argv], env={"PYTHONPATH": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_an_early_sighup_does_not_kill_the_daemon(tmp_path):
+    res = _wrapper_under_hup(tmp_path, ["run", "-c", "/etc/config/haig"])
+    # survived, and ssl is blocked for the daemon (memory; it never speaks TLS)
+    assert (res.returncode, res.stdout.strip()) == (0, "survived None"), res.stderr
+
+
+def test_interactive_commands_still_die_on_hangup(tmp_path):
+    res = _wrapper_under_hup(tmp_path, ["events", "-f"])
+    assert res.returncode == -signal.SIGHUP

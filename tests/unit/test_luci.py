@@ -195,6 +195,52 @@ def test_status_page_shows_uplinks_timeline_and_polls(tmp_path):
     assert report["events_after_poll"] == sorted(set(report["events_after_poll"]))
 
 
+XSS = '<img src=x onerror="alert(1)">'
+
+
+@needs_node
+def test_text_from_network_and_config_is_shown_as_text_never_as_html(tmp_path):
+    st = snapshots()["failover"]
+    st["uplinks"][0]["interface"] = XSS + "if"
+    st["uplinks"][1]["name"] = XSS + "name"
+    st["associations"][0]["key"] = XSS + "key"
+    st["config"] = {"ok": False, "message": XSS + "config", "at": T0}
+    evil = {"t": T0 + 130, "kind": "link", "subject": XSS + "subject", "old": "up", "new": XSS + "new",
+            "reason": XSS + "reason", "detail": {}, "seq": st["last_event_seq"] + 1}
+    events = {"schema_version": 1, "events": [evil], "last_seq": evil["seq"]}
+    report = run_view(tmp_path, {"status": st, "events": events, "networks": {},
+                                 "force": {"uplink": "dsl", "duration": 60},
+                                 "set_primary_reply": {"ok": False, "error": XSS + "refusal"}})
+    for where in ("if", "name", "key", "config", "reason", "subject", "new"):
+        assert XSS + where in report["text"] + report["after_poll"], where  # shown, as text
+    assert [n["text"] for n in report["notifications"]] == [XSS + "refusal"]
+    # nothing untrusted ever reached an innerHTML sink: only the view's own words did
+    assert not [h for h in report["html_sinks"] if "<" in h or "onerror" in h]
+
+
+@needs_node
+def test_states_use_theme_classes_not_inline_colours(tmp_path):
+    st = snapshots()["failover"]
+    states = ["active", "pf", "unreachable", "unconfirmed", "down", "brand_new_state"]
+    template = st["uplinks"][0]
+    st["uplinks"] = [dict(template, name=f"u{i}", state=s, primary=False) for i, s in enumerate(states)]
+    report = run_view(tmp_path, {"status": st, "events": None, "networks": {}})
+    assert report["styles"] == []
+    badge = {c["state"]: c["cls"] for c in report["classes"] if c["state"]}
+    assert badge == {
+        "active": "label success", "pf": "label warning", "unreachable": "label danger",
+        "unconfirmed": "label", "down": "label danger",
+        "brand_new_state": "label",  # a state the daemon adds later: neutral, shown by name
+    }
+    shown = {c["state"]: c["text"] for c in report["classes"] if c["state"]}
+    assert shown["brand_new_state"] == "brand_new_state" and shown["pf"] == "failing"
+    for phase, cls in (("failover", "alert-message warning"), ("failback", "alert-message success")):
+        r = run_view(tmp_path, {"status": snapshots()[phase], "events": None, "networks": {}})
+        assert [c["cls"] for c in r["classes"] if c["cls"].startswith("alert-message")][0] == cls, phase
+    r = run_view(tmp_path, {"status": None, "events": None, "networks": {}})  # daemon not running
+    assert [c["cls"] for c in r["classes"] if c["cls"].startswith("alert-message")] == ["alert-message danger"]
+
+
 # --------------------------------------------------------- settings vs model
 
 SECTION_TYPES = {"haig": model.Main, "uplink": model.Uplink, "service": model.Service, "gateway": model.Peer}

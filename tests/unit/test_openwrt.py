@@ -18,7 +18,7 @@ bp = tool("build-packages")
 # net/lksctp-tools; core kernel modules; luci) or defined in this repo.
 KNOWN_PACKAGES = {
     "python3-light", "python3-asyncio", "python3-logging", "python3-ctypes", "python3-urllib",
-    "python3-email", "python3-codecs", "python3-decimal", "python3-multiprocessing",
+    "python3-codecs", "python3-decimal", "python3-multiprocessing",
     "python3-openssl", "python3-uuid", "python3-xml", "python3-sqlite3", "python3-unittest",
     "python3-pyroute2", "python3-flask", "python3-werkzeug", "python3-ubus", "python3-pysctp",
     "libsctp", "kmod-sctp", "luci-base", "haig",
@@ -26,10 +26,11 @@ KNOWN_PACKAGES = {
 
 # Standard-library modules that python3-light lacks, and the package that has
 # them (lang/python/python3-find-stdlib-depends.sh, plus what the stdlib itself
-# imports: http.* and urllib need email).
+# imports: http.* and urllib need email, which python3-urllib brings on every
+# release: its own python3-email up to 24.10, merged into python3-urllib on master).
 STDLIB_PACKAGES = {
     "asyncio": "python3-asyncio", "ctypes": "python3-ctypes", "logging": "python3-logging",
-    "urllib": "python3-urllib", "email": "python3-email", "http": "python3-email",
+    "urllib": "python3-urllib", "email": "python3-urllib", "http": "python3-urllib",
     "unicodedata": "python3-codecs", "decimal": "python3-decimal",
     "multiprocessing": "python3-multiprocessing", "ssl": "python3-openssl",
     "uuid": "python3-uuid", "xml": "python3-xml", "xmlrpc": "python3-xml",
@@ -54,6 +55,15 @@ def depends(mk) -> list[str]:
     return bp.depends_list(bp.define_fields(mk.defines["Package/haig"])["DEPENDS"])
 
 
+@pytest.fixture(scope="module")
+def api_depends(mk) -> list[str]:
+    return bp.depends_list(bp.define_fields(mk.defines["Package/haig-api"])["DEPENDS"])
+
+
+# Modules whose imports the haig-api package provides (Flask), not haig itself.
+API_MODULES = {"haig/surfaces/api.py"}
+
+
 def test_package_identity(mk):
     fields = bp.define_fields(mk.defines["Package/haig"])
     assert mk.variables["PKG_NAME"] == "haig"
@@ -65,12 +75,39 @@ def test_package_identity(mk):
     assert bp.expand(mk.variables["PKG_VERSION"], subst, REPO) == ns["__version__"]
 
 
-def test_depends_are_real_package_names(depends):
+def test_depends_are_real_package_names(depends, api_depends):
     assert depends, "DEPENDS is empty"
-    unknown = set(depends) - KNOWN_PACKAGES
+    unknown = set(depends + api_depends) - KNOWN_PACKAGES
     assert not unknown, f"not OpenWrt package names: {unknown}"
-    assert {"python3-light", "python3-pyroute2", "python3-flask", "python3-ubus",
-            "python3-pysctp", "kmod-sctp"} <= set(depends)
+    assert {"python3-light", "python3-pyroute2", "python3-ubus", "python3-pysctp", "kmod-sctp"} <= set(depends)
+    # no version constraint: the feed's python3-pyroute2 (0.7.x) is what every release has
+    assert "+python3-pyroute2 " in bp.define_fields(bp.parse_makefile(REPO / "Makefile").defines["Package/haig"])["DEPENDS"] + " "
+    assert api_depends == ["haig", "python3-flask"]
+
+
+# apk-tools' version grammar (OpenWrt 25.12 installs apk): digits and dots, an optional
+# letter, _alpha/_beta/_pre/_rc/_p... suffixes, then -r<number>.
+APK_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*-r[0-9]+")
+
+
+@pytest.mark.parametrize("makefile", ["Makefile", "luci-app-haig/Makefile", "python3-pysctp/Makefile"])
+def test_versions_are_valid_for_apk_and_opkg(makefile):
+    m = bp.parse_makefile(REPO / makefile)
+    subst = bp.make_subst(m.path.parent, PYTHON, REPO, REPO)
+    version = bp.package_version(m, subst, m.path.parent)
+    assert APK_VERSION.fullmatch(version), f"{makefile}: {version} is not an apk version"
+    assert m.variables["PKG_RELEASE"].isdigit()
+
+
+@pytest.mark.parametrize("makefile", ["Makefile", "luci-app-haig/Makefile", "python3-pysctp/Makefile"])
+def test_license_and_maintainer_address(makefile):
+    v = bp.parse_makefile(REPO / makefile).variables
+    assert v["PKG_LICENSE"]
+    assert re.fullmatch(r"[^<>]+ <[^@<>\s]+@[^@<>\s]+>", v["PKG_MAINTAINER"])
+    if makefile == "Makefile":
+        assert v["PKG_LICENSE"] == "GPL-2.0-only" and v["PKG_LICENSE_FILES"] == "LICENSE"
+        assert "GNU GENERAL PUBLIC LICENSE" in (REPO / "LICENSE").read_text()[:200]
+        assert "Version 2, June 1991" in (REPO / "LICENSE").read_text()[:300]
 
 
 def _imports() -> tuple[dict[str, list[str]], set[str]]:
@@ -102,11 +139,16 @@ def _imports() -> tuple[dict[str, list[str]], set[str]]:
     return used, optional
 
 
-def test_every_import_is_provided_by_a_dependency(depends):
+def test_every_import_is_provided_by_a_dependency(depends, api_depends):
     used, optional = _imports()
     missing = []
     for mod, files in sorted(used.items()):
         if mod in ("haig", "__future__"):
+            continue
+        if set(files) <= API_MODULES:
+            provided = set(THIRD_PARTY.get(mod, ())) & set(api_depends)
+            if not provided and mod not in sys.stdlib_module_names and mod not in optional:
+                missing.append(f"{mod} ({files[0]}) needs a haig-api dependency")
             continue
         if mod in STDLIB_PACKAGES:
             if STDLIB_PACKAGES[mod] not in depends:
@@ -124,26 +166,25 @@ def test_every_import_is_provided_by_a_dependency(depends):
 def test_no_stdlib_extra_is_depended_on_without_use(depends):
     used, _ = _imports()
     providers = {STDLIB_PACKAGES[m] for m in used if m in STDLIB_PACKAGES}
-    providers.add("python3-email")  # python3-urllib and http.* need it
     extras = {d for d in depends if d in STDLIB_PACKAGES.values()} - providers
     assert not extras, f"DEPENDS lists stdlib packages nothing imports: {extras}"
 
 
 def test_every_shipped_file_is_installed(mk, tmp_path):
-    """Runs Build/Prepare and the install recipe; each file under files/ and
-    uci-defaults/ must land where OpenWrt expects it, unchanged."""
+    """Runs Build/Prepare and the install recipe; each file under files/ must land
+    where OpenWrt expects it, unchanged (Python modules become .pyc)."""
     root, build = tmp_path / "root", tmp_path / "build"
     subst = bp.make_subst(REPO, PYTHON, build, root)
     bp.run_recipe(mk.defines["Build/Prepare"], subst, REPO)
     root.mkdir()
-    bp.run_recipe(mk.defines["Package/haig/install"], subst, REPO)
+    bp.run_recipe(mk.defines["Package/haig/install"], subst, REPO, sys.executable)
     expected = {p: root / p.relative_to(REPO / "files") for p in (REPO / "files").rglob("*") if p.is_file()}
-    expected |= {p: root / "etc/uci-defaults" / p.name for p in (REPO / "uci-defaults").iterdir() if p.is_file()}
+    assert not (REPO / "uci-defaults").exists()  # convention: files/etc/uci-defaults/
     assert expected
     for src, dst in expected.items():
         assert dst.is_file(), f"{src.relative_to(REPO)} is not installed (expected at /{dst.relative_to(root)})"
         assert dst.read_bytes() == src.read_bytes()
-    assert (root / SITE / "haig/cli.py").is_file()
+    assert (root / SITE / "haig/cli.pyc").is_file() and not (root / SITE / "haig/cli.py").exists()
 
 
 def test_entry_point_matches_pyproject():
@@ -181,42 +222,15 @@ def test_pysctp_patch_drops_host_paths():
 
 
 
-# ------------------------------------------------------------ python-pyroute2
+# ------------------------------------------------------------ pyroute2
 
-PYROUTE2 = REPO / "python-pyroute2"
-
-
-def test_pyroute2_package_supersedes_the_feeds():
-    pmk = bp.parse_makefile(PYROUTE2 / "Makefile")
-    v = pmk.variables
-    # OpenWrt's feeds script compares source packages by directory name: only the
-    # feed's own name (lang/python/python-pyroute2) makes this copy win over it.
-    assert PYROUTE2.name == v["PKG_NAME"] == "python-pyroute2"
-    assert v["PYPI_NAME"] == "pyroute2"
-    assert re.fullmatch(r"[0-9a-f]{64}", v["PKG_HASH"])
-    # the router gets the version developers test against, and one with AsyncIPRoute
-    assert v["PKG_VERSION"] == metadata.version("pyroute2")
-    assert tuple(int(x) for x in v["PKG_VERSION"].split(".")[:2]) >= (0, 9)
-    fields = bp.define_fields(pmk.defines["Package/python3-pyroute2"])
-    assert bp.depends_list(fields["DEPENDS"]) == ["python3"]  # as the feed's package
-    text = (PYROUTE2 / "Makefile").read_text()
-    for line in ("$(eval $(call Py3Package,python3-pyroute2))",
-                 "$(eval $(call BuildPackage,python3-pyroute2))"):
-        assert line in text
+def test_no_pyroute2_override_the_feeds_version_is_used():
+    # haig works with the packages feed's pyroute2 0.7.x (sync netlink fallback), so the
+    # repository carries no python-pyroute2 that would shadow the feed's package.
+    assert not (REPO / "python-pyroute2").exists()
+    assert '"pyroute2>=0.7' in (REPO / "pyproject.toml").read_text()
 
 
-def test_pyroute2_patch_restates_the_license_for_older_setuptools():
-    patch = (PYROUTE2 / "patches/001-license-for-older-setuptools.patch").read_text()
-    assert patch.startswith("--- a/pyproject.toml\n+++ b/pyproject.toml\n")
-    removed = [ln[1:] for ln in patch.splitlines() if ln.startswith("-") and not ln.startswith("---")]
-    added = [ln[1:] for ln in patch.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-    # setuptools < 77 accepts only a table here, and no [project] license-files
-    assert any(ln.startswith("license = \"") for ln in removed)
-    assert any(ln.startswith("license-files") for ln in removed)
-    assert added == ['license = {text = "GPL-2.0-or-later OR Apache-2.0"}']
-
-
-def test_haig_and_developers_need_pyroute2_0_9():
-    assert '"pyroute2>=0.9"' in (REPO / "pyproject.toml").read_text()
-    pinned = re.search(r"^pyroute2==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M)
-    assert pinned and pinned.group(1) == bp.parse_makefile(PYROUTE2 / "Makefile").variables["PKG_VERSION"]
+def test_only_the_api_module_imports_flask():
+    used, _ = _imports()
+    assert set(used.get("flask", [])) | set(used.get("werkzeug", [])) <= API_MODULES

@@ -1,10 +1,13 @@
 """tools/build-packages: the .ipk archives it makes from the Makefiles are
-well-formed, hold what the install recipes install, and install a working
-`haig` command. (opkg itself, and apk on 25.12, run only on a router.)"""
+well-formed, hold what the install recipes install (bytecode of the target's
+Python, no sources), and install a working `haig` command. (opkg itself, and
+apk on 25.12, run only on a router.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +41,17 @@ def haig_ipk(dist, version) -> Ipk:
 
 
 @pytest.fixture(scope="module")
+def api_ipk(dist, version) -> Ipk:
+    return Ipk(dist / f"haig-api_{version}_all.ipk")
+
+
+@pytest.fixture(scope="module")
 def luci_ipk(dist, version) -> Ipk:
     return Ipk(dist / f"luci-app-haig_{version}_all.ipk")
 
 
-def test_ipk_layout_is_openwrts(haig_ipk, luci_ipk):
-    for ipk in (haig_ipk, luci_ipk):
+def test_ipk_layout_is_openwrts(haig_ipk, api_ipk, luci_ipk):
+    for ipk in (haig_ipk, api_ipk, luci_ipk):
         assert ipk.outer_names == ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
         assert ipk.parts["./debian-binary"] == b"2.0\n"
         for name, (info, _) in ipk.data.items():
@@ -56,9 +64,12 @@ def test_haig_control_fields(haig_ipk, version):
     assert c["Version"] == version
     assert c["Architecture"] == "all"
     depends = [d.strip() for d in c["Depends"].split(",")]
-    for needed in ("python3-light", "python3-pyroute2", "python3-flask", "python3-ubus",
-                   "python3-pysctp", "kmod-sctp"):
+    for needed in ("python3-light", "python3-pyroute2", "python3-ubus", "python3-pysctp", "kmod-sctp"):
         assert needed in depends
+    # the router's daemon needs no web framework; haig-api brings it
+    assert "python3-flask" not in depends and "python3-email" not in depends
+    assert c["License"] == "GPL-2.0-only"
+    assert re.fullmatch(r"[^<>]+ <[^@<>\s]+@[^@<>\s]+>", c["Maintainer"])
     size = sum(len(data) for _, data in haig_ipk.data.values() if data is not None)
     assert int(c["Installed-Size"]) == size
     assert c["Description"].startswith("High-availability Internet Gateway")
@@ -80,17 +91,57 @@ def test_haig_data_holds_package_command_service_config(haig_ipk):
     assert modes["./etc/init.d/haig"] == 0o755
     assert modes["./etc/config/haig"] == 0o600  # INSTALL_CONF
     assert data["./etc/config/haig"][1] == (REPO / "files/etc/config/haig").read_bytes()
-    for script in sorted((REPO / "uci-defaults").iterdir()):
+    for script in sorted((REPO / "files/etc/uci-defaults").iterdir()):
         assert modes[f"./etc/uci-defaults/{script.name}"] == 0o755
 
 
-def test_haig_python_package_is_complete_and_clean(haig_ipk):
-    shipped = {n[len(f"./{SITE}/"):] for n, (i, _) in haig_ipk.data.items()
-               if n.startswith(f"./{SITE}/") and i.isfile()}
+def test_api_package_only_pulls_in_flask(api_ipk, version):
+    c = api_ipk.control()
+    assert (c["Package"], c["Version"]) == ("haig-api", version)
+    assert [d.strip() for d in c["Depends"].split(",")] == ["libc", "haig", "python3-flask"]
+    assert not [n for n, (i, _) in api_ipk.data.items() if i.isfile()]
+
+
+def _shipped(ipk: Ipk, site: str = SITE) -> dict[str, bytes]:
+    return {n[len(f"./{site}/"):]: d for n, (i, d) in ipk.data.items() if n.startswith(f"./{site}/") and i.isfile()}
+
+
+def test_haig_ships_bytecode_for_every_module_and_no_sources(haig_ipk):
+    shipped = _shipped(haig_ipk)
     in_tree = {p.relative_to(REPO).as_posix() for p in (REPO / "haig").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
-    assert shipped == in_tree
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in haig_ipk.data)
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    expected = {n[:-3] + ".pyc" if n.endswith(".py") else n for n in in_tree}
+    assert set(shipped) == expected  # data files (schemas, panel) stay as they are
+    assert not any("__pycache__" in n or n.endswith(".py") for n in haig_ipk.data)
+    for name, data in shipped.items():
+        if name.endswith(".pyc"):
+            assert data[:4] == importlib.util.MAGIC_NUMBER, name  # the target's (3.11) magic
+            assert int.from_bytes(data[4:8], "little") == 0b01, name  # hash-based, unchecked: reproducible
+
+
+def test_bytecode_for_another_python_uses_its_magic(tmp_path):
+    bp = tool("build-packages")
+    try:
+        exe = bp.find_python("3.13")
+    except ValueError as e:
+        pytest.skip(str(e))
+    res = subprocess.run([sys.executable, str(REPO / "tools/build-packages"), "--out", str(tmp_path),
+                          "--python", "3.13", "--python-exe", exe, "--mtime", str(MTIME)],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    version = next(tmp_path.glob("haig_*_all.ipk"))
+    shipped = _shipped(Ipk(version), "usr/lib/python3.13/site-packages")
+    magic = subprocess.run([exe, "-c", "import importlib.util, sys; sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)"],
+                           capture_output=True, check=True).stdout
+    assert magic != importlib.util.MAGIC_NUMBER
+    assert shipped["haig/cli.pyc"][:4] == magic
+
+
+def test_a_wrong_interpreter_is_refused_with_the_reason(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "tools/build-packages"), "--out", str(tmp_path),
+                          "--python", "3.13", "--python-exe", sys.executable],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "not 3.13" in res.stderr
 
 
 def test_installed_tree_runs_the_haig_command(haig_ipk, tmp_path, version):
@@ -104,7 +155,11 @@ def test_installed_tree_runs_the_haig_command(haig_ipk, tmp_path, version):
     assert res.stdout.strip() == f"haig {version.rsplit('-r', 1)[0]}"
     res = subprocess.run([sys.executable, "-S", "-c", "import haig.cli; print(haig.cli.__file__)"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert res.stdout.strip().startswith(str(root / SITE))
+    assert res.stdout.strip() == str(root / SITE / "haig/cli.pyc")  # sourceless, as on the router
+    # tracebacks name the installed path, not the build tree
+    res = subprocess.run([sys.executable, "-S", "-c", "import haig.cli; print(haig.cli.main.__code__.co_filename)"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == f"/{SITE}/haig/cli.py"
 
 
 def test_luci_package(luci_ipk, version):
@@ -124,6 +179,7 @@ def test_build_is_reproducible(dist, tmp_path):
     again = tmp_path / "again"
     subprocess.run([sys.executable, str(REPO / "tools/build-packages"), "--out", str(again),
                     "--mtime", str(MTIME)], check=True, capture_output=True, timeout=120)
+    assert len(list(dist.glob("*.ipk"))) == 3
     for ipk in sorted(dist.glob("*.ipk")):
         assert (again / ipk.name).read_bytes() == ipk.read_bytes(), ipk.name
 

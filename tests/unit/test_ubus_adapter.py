@@ -44,6 +44,8 @@ class FakeBackend:
         self.loops_before_stop = loops_before_stop
         self.stop = stop
         self.fail_connects = fail_connects
+        self.alive = True  # False: ubusd is gone (send() then returns False, as python-ubus does)
+        self.lose_after_sends: int | None = None
 
     def connect(self):
         self.log.append("connect")
@@ -56,7 +58,17 @@ class FakeBackend:
         self.objects[name] = methods
 
     def send(self, event, data):
+        if self.lose_after_sends is not None:
+            if self.lose_after_sends == 0:
+                self.alive = False
+            self.lose_after_sends -= 1
+        if not self.alive:
+            return False
         self.sent.append((event, data))
+        return True
+
+    def connected(self):
+        return self.alive
 
     def loop(self, timeout_ms):
         self.log.append("loop")
@@ -67,6 +79,8 @@ class FakeBackend:
 
     def disconnect(self):
         self.log.append("disconnect")
+        self.alive = True  # the next connect() reaches a restarted ubusd
+        self.lose_after_sends = None
 
     def call(self, method, args):  # as ubusd would dispatch a `ubus call haig ...`
         return self.objects["haig"][method][1](args)
@@ -188,6 +202,49 @@ def test_run_retries_when_ubusd_is_not_there_yet():
     assert ("add", "haig") in backend.log
 
 
+def test_lost_ubusd_seen_from_send_false_reconnects_reregisters_and_resends():
+    stop = threading.Event()
+    backend = FakeBackend(loops_before_stop=4, stop=stop)
+    backend.lose_after_sends = 2  # ubusd restarts while the boot history goes out
+    m = model_at("boot")
+    waits = []
+    stop_wait = stop.wait
+    stop.wait = lambda t: waits.append(t) or stop_wait(0)  # record the back-off, do not sleep
+    svc = UbusService(m, None, backend)
+    svc.run(stop, slice_ms=1, retry_s=0.5)
+    assert backend.log[:5] == ["connect", ("add", "haig"), "loop", "disconnect", "connect"]
+    assert backend.log.count(("add", "haig")) == 2  # the object is registered again
+    assert svc.reconnects == 1 and waits == [0.5]
+    # every event reached ubus exactly once, in order, despite the loss
+    assert [d["seq"] for _, d in backend.sent] == list(range(1, m.last_event_seq + 1))
+
+
+def test_connection_reported_closed_after_a_loop_slice_reconnects():
+    stop = threading.Event()
+    backend = FakeBackend(loops_before_stop=3, stop=stop)
+    original_loop = backend.loop
+
+    def loop(ms):
+        original_loop(ms)
+        if backend.log.count("loop") == 1:
+            backend.alive = False  # ubusd died while we were serving
+
+    backend.loop = loop
+    svc = UbusService(model_at("boot"), None, backend)
+    svc.run(stop, slice_ms=1, retry_s=0)
+    assert svc.reconnects == 1 and backend.log.count(("add", "haig")) == 2
+
+
+def test_backoff_doubles_up_to_the_ceiling_while_ubusd_is_away():
+    stop = threading.Event()
+    backend = FakeBackend(loops_before_stop=1, stop=stop, fail_connects=6)
+    waits = []
+    stop_wait = stop.wait
+    stop.wait = lambda t: waits.append(t) or stop_wait(0)
+    UbusService(model_at("boot"), None, backend).run(stop, slice_ms=1, retry_s=1, retry_max_s=8)
+    assert waits == [1, 2, 4, 8, 8, 8]
+
+
 def test_run_gives_up_quietly_without_python_ubus(monkeypatch):
     monkeypatch.setitem(sys.modules, "ubus", None)  # as on Debian
     t, _ = start_ubus(model_at("boot"), None)
@@ -226,7 +283,7 @@ def fake_ubus_module():
 
     mod.connect = connect
     mod.add = lambda name, methods: mod.calls.append(("add", name, methods))
-    mod.send = lambda event, data: mod.calls.append(("send", event, data))
+    mod.send = lambda event, data: mod.calls.append(("send", event, data)) or mod.connected
     mod.loop = lambda timeout: mod.calls.append(("loop", timeout))
     mod.get_connected = lambda: mod.connected
     mod.disconnect = lambda: mod.calls.append(("disconnect",))
@@ -257,11 +314,15 @@ def test_python_ubus_backend_speaks_the_binding_api(monkeypatch):
     req = Request()
     methods["status"]["method"](req, {})
     assert_valid(STATUS, req.replies[0])
-    backend.send("haig.failover", {"a": 1})
+    assert backend.send("haig.failover", {"a": 1}) is True
     backend.loop(250)
-    backend.disconnect()
+    assert backend.connected()
+    mod.connected = False  # ubusd gone: python-ubus' send() returns False, it does not raise
+    assert backend.send("haig.event", {"b": 2}) is False and not backend.connected()
+    backend.disconnect()  # still called: python-ubus keeps its context until then
     assert mod.calls[0] == ("connect", "/var/run/ubus/ubus.sock")
-    assert mod.calls[2:] == [("send", "haig.failover", {"a": 1}), ("loop", 250), ("disconnect",)]
+    assert mod.calls[2:] == [("send", "haig.failover", {"a": 1}), ("loop", 250),
+                             ("send", "haig.event", {"b": 2}), ("disconnect",)]
 
 
 def test_only_the_ubus_adapter_imports_python_ubus():
@@ -275,3 +336,78 @@ def test_only_the_ubus_adapter_imports_python_ubus():
 def test_importing_the_adapter_does_not_need_python_ubus():
     code = "import sys, haig.surfaces.ubus_adapter; assert 'ubus' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+# -- client for the CLI when the API is off ----------------------------------------------
+
+
+@pytest.fixture
+def fake_ubus_cli(tmp_path, monkeypatch):
+    """A stand-in `ubus` tool answering `ubus call haig ...` from the given replies."""
+    script = tmp_path / "ubus"
+    log = tmp_path / "argv"
+
+    def install(body: str) -> None:
+        script.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n[ \"$1\" = -t ] && shift 2\n{body}\n")
+        script.chmod(0o755)
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    install.log = log
+    return install
+
+
+def test_ubus_call_passes_method_and_args_and_parses_the_reply(fake_ubus_cli):
+    from haig.surfaces.ubus_adapter import ubus_call
+
+    fake_ubus_cli("""echo '{"events": [], "last_seq": 7}'""")
+    assert ubus_call("events", {"since": 3}) == {"events": [], "last_seq": 7}
+    assert fake_ubus_cli.log.read_text().split() == ["-t", "10", "call", "haig", "events", '{"since":', "3}"]
+
+
+def test_ubus_call_errors_say_what_to_do(fake_ubus_cli, monkeypatch, tmp_path):
+    from haig.surfaces.ubus_adapter import UbusCallError, ubus_call
+
+    fake_ubus_cli('echo "Command failed: Not found" >&2; exit 4')
+    with pytest.raises(UbusCallError, match="is haig running"):
+        ubus_call("status")
+    fake_ubus_cli("""echo '{"ok": false, "error": "set_primary: unknown uplink"}'""")
+    with pytest.raises(UbusCallError, match="unknown uplink"):
+        ubus_call("set_primary", {"uplink": "x", "duration": 1})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UbusCallError, match="no `ubus` command"):
+        ubus_call("status")
+
+
+def test_ubus_follow_yields_new_events_once_and_rides_out_a_restart():
+    from haig.surfaces.ubus_adapter import UbusCallError, ubus_follow
+
+    pages = [
+        {"events": [{"seq": 4}, {"seq": 5}], "last_seq": 5},
+        UbusCallError("no ubus object 'haig'"),  # daemon restarting
+        {"events": [{"seq": 5}, {"seq": 6}], "last_seq": 6},
+    ]
+    asked = []
+
+    def call(method, args):
+        asked.append(args["since"])
+        r = pages.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    got = []
+    for ev in ubus_follow(3, call=call, sleep=lambda s: None):
+        got.append(ev["seq"])
+        if len(got) == 3:
+            break
+    assert got == [4, 5, 6] and asked == [3, 5, 5]
+
+
+def test_ubus_get_answers_the_cli_paths(fake_ubus_cli):
+    from haig.surfaces.ubus_adapter import UbusCallError, ubus_get
+
+    fake_ubus_cli("""echo '{"method": "'$3'", "args": '"${4:-null}"'}'""")
+    assert ubus_get("/api/v1/status") == {"method": "status", "args": None}
+    assert ubus_get("/api/v1/events?since=12") == {"method": "events", "args": {"since": 12}}
+    with pytest.raises(UbusCallError, match="no ubus equivalent"):
+        ubus_get("/api/v1/stream?since=0")

@@ -1,4 +1,4 @@
-"""uci-defaults/90-haig, run by a real shell against a stand-in `uci`.
+"""files/etc/uci-defaults/90-haig, run by a real shell against a stand-in `uci`.
 
 The stand-in (FAKE_UCI) keeps uci's get/set/commit semantics (staged changes visible
 to get, written to the file on commit) on a config directory in FAKE_UCI_DIR and logs
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "uci-defaults" / "90-haig"
+SCRIPT = REPO / "files/etc/uci-defaults/90-haig"
 SHIPPED = REPO / "files" / "etc" / "config" / "haig"
 
 SHELLS = [s for s in (["sh"], ["busybox", "sh"]) if shutil.which(s[0])]

@@ -18,6 +18,7 @@ OpenWrt's feed ships), so the async daemon runs it in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .facts import AF_INET, AddrFact, RouteFact, RuleFact, addr_fact, attr, route_fact, rule_fact
+from .pyroute2_slim import iproute_class, netns_class
 from .tracker import pick_address, uplink_device
 
 log = logging.getLogger(__name__)
@@ -179,17 +181,18 @@ class RouteReconciler:
         self.rule_priority = rule_priority
         self.netns = netns
 
-    def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
+    def set_device(self, uplink: str, device: str) -> None:
+        """The uplink's device learnt at run time (netifd); the next reconcile uses it."""
+        self.uplinks = [dataclasses.replace(u, device=device) if u.name == uplink else u for u in self.uplinks]
 
+    def _ipr(self) -> Any:
+        IPRoute = iproute_class()  # noqa: N806 (a class)
         if not self.netns:
             return IPRoute()
         try:
             return IPRoute(netns=self.netns)  # pyroute2 >= 0.9
         except TypeError:
-            from pyroute2 import NetNS  # pyroute2 0.7 (OpenWrt's python3-pyroute2)
-
-            return NetNS(self.netns)
+            return netns_class()(self.netns)  # pyroute2 0.7 (OpenWrt's python3-pyroute2)
 
     def plan(self) -> Plan:
         with self._ipr() as ipr:

@@ -39,8 +39,8 @@ class UplinkState:
 def uplink_device(uplink: Any) -> str:
     """The Linux device an uplink is watched on: `device`, else the interface name as is.
 
-    On OpenWrt the daemon should resolve logical interfaces (wan → pppoe-wan) through
-    netifd and pass uplinks with `device` filled in."""
+    On OpenWrt the NetifdWatcher resolves logical interfaces (wan → pppoe-wan) and tells
+    the LinkWatcher the device at run time (LinkWatcher.set_device)."""
     return uplink.device or uplink.interface or uplink.name
 
 
@@ -89,6 +89,13 @@ class LinkTracker:
         return {
             name: self._evaluate(name, dev, local, gw) for name, dev, local, gw in self._uplinks
         }
+
+    def set_device(self, uplink: str, device: str) -> list[Change]:
+        """The uplink's device learnt at run time (netifd's l3_device); re-evaluates it."""
+        self._uplinks = [
+            (name, device if name == uplink else dev, local, gw) for name, dev, local, gw in self._uplinks
+        ]
+        return self._diff()
 
     def addresses_of(self, device: str) -> list[AddrFact]:
         index = self._index_of(device)

@@ -10,6 +10,13 @@
  * Live status of haig, from its ubus object (the same snapshot every haig
  * surface shows). The headline is written for the family at home; the
  * tables below it are for whoever looks after the router.
+ *
+ * Every string that comes from the daemon, the network or the config (names,
+ * reasons, messages, addresses) goes into the page as a text node: LuCI's
+ * E()/dom.content() and cbi_update_table() put a *lone string* in as HTML, so
+ * such text is always wrapped with txt() (an array child = a text node).
+ * Colours come from the theme's classes (label/alert-message + state), never
+ * inline styles.
  */
 
 const callStatus = rpc.declare({
@@ -31,6 +38,24 @@ const callSetPrimary = rpc.declare({
 	params: [ 'uplink', 'duration' ],
 	expect: { '': {} }
 });
+
+/* SCTP path state (status schema: uplinks[].state) -> theme label class and
+ * word. A state the daemon adds later gets the neutral label. */
+const STATE_CLASSES = {
+	active: 'label success',
+	standby: 'label notice',
+	pf: 'label warning',
+	unreachable: 'label danger',
+	down: 'label danger',
+	removed: 'label danger',
+	unconfirmed: 'label'
+};
+const HEADLINE_CLASSES = { ok: 'success', backup: 'warning', down: 'danger' };
+
+/* Untrusted text as a text node (never parsed as HTML). */
+function txt(s) {
+	return E('span', {}, [ (s == null) ? '' : String(s) ]);
+}
 
 const MAX_EVENTS = 50;
 const FORCE_SECONDS = 3600;
@@ -100,19 +125,21 @@ return view.extend({
 	},
 
 	stateBadge(uplink) {
-		const states = {
-			active: [ _('active'), '#2e7d32' ],
-			standby: [ _('standby'), '#1565c0' ],
-			pf: [ _('failing'), '#ef6c00' ],
-			down: [ _('down'), '#c62828' ],
-			unconfirmed: [ _('checking'), '#757575' ]
+		const words = {
+			active: _('active'),
+			standby: _('standby'),
+			pf: _('failing'),
+			unreachable: _('unreachable'),
+			down: _('down'),
+			removed: _('removed'),
+			unconfirmed: _('checking')
 		};
-		const s = states[uplink.state] || [ _('unknown'), '#757575' ];
+		const known = Object.prototype.hasOwnProperty.call(STATE_CLASSES, uplink.state);
 
 		return E('span', {
-			'class': 'label',
-			'style': 'color:#fff;background:%s;padding:2px 6px;border-radius:3px'.format(s[1])
-		}, s[0]);
+			'class': known ? STATE_CLASSES[uplink.state] : 'label',
+			'data-state': String(uplink.state)
+		}, [ known ? words[uplink.state] : String(uplink.state || _('unknown')) ]);
 	},
 
 	ms(v) {
@@ -151,9 +178,9 @@ return view.extend({
 	handleForce(uplink, duration, ev) {
 		return callSetPrimary(uplink, duration).then(res => {
 			if (res && res.error)
-				ui.addNotification(null, E('p', res.error), 'error');
+				ui.addNotification(null, E('p', {}, [ String(res.error) ]), 'error');
 		}).catch(err => {
-			ui.addNotification(null, E('p', _('Could not change the uplink: %s').format(err.message || err)), 'error');
+			ui.addNotification(null, E('p', {}, [ _('Could not change the uplink: %s').format(err.message || err) ]), 'error');
 		});
 	},
 
@@ -170,23 +197,25 @@ return view.extend({
 
 	renderHeadline(st) {
 		const h = this.headline(st);
-		const colors = { ok: '#2e7d32', backup: '#ef6c00', down: '#c62828' };
 		const children = [
-			E('div', { 'style': 'font-size:1.6em;font-weight:bold;color:%s'.format(colors[h.level]) }, h.text),
-			E('div', {}, h.detail)
+			E('div', { 'class': 'alert-message ' + HEADLINE_CLASSES[h.level] }, [
+				E('h3', {}, [ h.text ]),
+				E('p', {}, [ h.detail ])
+			])
 		];
 
 		if (st && st.config && st.config.ok === false)
-			children.push(E('div', { 'class': 'alert-message warning' },
-				_('The last configuration change was rejected; the previous settings are still in use: %s').format(st.config.message)));
+			children.push(E('div', { 'class': 'alert-message warning' }, [
+				_('The last configuration change was rejected; the previous settings are still in use: %s').format(st.config.message)
+			]));
 
 		return E('div', { 'class': 'cbi-section', 'id': 'haig-headline', 'data-level': h.level }, children);
 	},
 
 	renderUplinks(st) {
 		const rows = (st.uplinks || []).map(u => [
-			E('span', {}, [ u.primary ? E('strong', {}, u.name + ' ★') : u.name ]),
-			u.interface,
+			E('span', {}, [ u.primary ? E('strong', {}, [ u.name + ' ★' ]) : String(u.name) ]),
+			txt(u.interface),
 			this.stateBadge(u),
 			u.metric,
 			this.ms(u.srtt_ms),
@@ -224,11 +253,11 @@ return view.extend({
 
 	renderAssociations(st) {
 		const rows = (st.associations || []).map(a => [
-			a.key,
-			a.state,
-			this.when(a.since),
-			a.primary || '-',
-			(a.paths || []).map(p => '%s (%s)'.format(p.address, p.state)).join(', ') || '-'
+			txt(a.key),
+			txt(a.state),
+			txt(this.when(a.since)),
+			txt(a.primary || '-'),
+			txt((a.paths || []).map(p => '%s (%s)'.format(p.address, p.state)).join(', ') || '-')
 		]);
 		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
@@ -243,15 +272,15 @@ return view.extend({
 		return E('div', { 'class': 'cbi-section' }, [
 			E('h3', _('Link to the hospital')),
 			table,
-			E('p', {}, _('Datagrams dropped since start: %d').format(drops))
+			E('p', {}, [ _('Datagrams dropped since start: %d').format(drops) ])
 		]);
 	},
 
 	renderTimeline() {
 		const rows = this.events.slice().reverse().map(ev => [
-			this.when(ev.t),
-			this.eventText(ev),
-			ev.reason || ''
+			txt(this.when(ev.t)),
+			txt(this.eventText(ev)),
+			txt(ev.reason || '')
 		]);
 		const table = E('table', { 'class': 'table', 'id': 'haig-events' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
