@@ -1,0 +1,716 @@
+"""Lifecycle faults of a real home, played against real haig daemons in the test bed.
+
+One `Bed` = an endpoint and a gateway daemon (fresh configs, fresh SCTP port) with
+three services running through them the whole time:
+
+* `ecg`   telemetry: sequence-numbered datagrams, client -> server, at ECG rate
+          (one every 20 ms: a 250 Hz ECG packed 5 samples a datagram), ttl 1000 ms;
+* `alarm` a critical service: one sequence-numbered datagram a second, ttl 5000 ms;
+* `echo`  a client pinging an echo server every 100 ms (the "is it back?" signal).
+
+The harness plays procd: a daemon that exits without being asked to is counted and
+respawned after procd's respawn timeout (5 s, files/etc/init.d/haig). A status poller
+follows each daemon instance, so counters survive a respawn in the totals.
+
+Each fault in FAULTS is a function `(bed, quick) -> None` that does its thing and
+stamps `bed.fault_at` / `bed.restored_at`; `run_fault` wraps it and returns a
+`Result` with what the receivers saw next to what haig counted. A fault that finds
+haig broken still returns its numbers (the matrix reports it; the VM tests assert).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.testbed import nat, proc, traffic
+from tests.testbed.haig_procs import (
+    KEY,
+    UPLINK,
+    Haig,
+    Service,
+    assoc_up,
+    endpoint_config,
+    gateway_config,
+)
+from tests.testbed.topology import FALLBACK, MAIN, Topology
+
+ECG_INTERVAL = 0.02
+ALARM_INTERVAL = 1.0
+ECHO_INTERVAL = 0.1
+PROCD_RESPAWN_S = 5.0  # procd_set_param respawn 3600 *5* 0
+HOLD_DOWN = 3  # haig_procs' gateway default
+DRAIN_S = 6.0  # after the senders stop: longest ttl (alarm, 5 s) + a margin
+PORTS = {"ecg": 7301, "alarm": 7302, "echo": 7303}
+TRACEBACK = "Traceback (most recent call last)"
+_sctp_port = iter(range(9100, 9999))
+
+
+def services(topo: Topology) -> list[Service]:
+    def svc(name: str, **kw) -> Service:
+        p = PORTS[name]
+        return Service(name, f"{topo.gw_lan_addr}:{p}", f"{topo.server_addr}:{p}", **kw)
+    return [svc("ecg", ttl=1000), svc("alarm", ttl=5000, critical=True), svc("echo", ttl=1000)]
+
+
+def drop_total(drops) -> int:
+    """All drops in a status `drops` object. Flat {reason: n} today; when it is split
+    by reason and by service, count one of the splits (each holds every drop once)."""
+    if isinstance(drops, int):
+        return drops
+    if not isinstance(drops, dict):
+        return 0
+    for split in ("by_reason", "reasons", "total"):
+        if split in drops:
+            return drop_total(drops[split])
+    return sum(drop_total(v) for k, v in drops.items() if k not in ("by_service", "services"))
+
+
+@dataclass
+class Instance:
+    """One process of one daemon (a respawn makes a new one)."""
+
+    pid: int
+    log_path: str
+    first_drops: int | None = None
+    last_drops: int | None = None
+    events: int = 0
+    exited: int | None = None
+
+
+class Daemon:
+    """A haig daemon supervised like procd does: counts and respawns unasked exits."""
+
+    def __init__(self, haig: Haig) -> None:
+        self.haig = haig
+        self.instances: list[Instance] = []
+        self.exits = 0  # exits nobody asked for
+        self.exit_codes: list[int] = []
+        self._asked = False
+        self._respawn_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.haig.name
+
+    def start(self) -> Daemon:
+        self.haig.start()
+        assert self.haig.proc is not None
+        self.instances.append(Instance(self.haig.proc.pid, str(self.haig.log_path)))
+        self._asked = False
+        return self
+
+    @property
+    def current(self) -> Instance:
+        return self.instances[-1]
+
+    def alive(self) -> bool:
+        return self.haig.proc is not None and self.haig.proc.poll() is None
+
+    def stop(self) -> None:
+        self._asked = True
+        self.haig.stop()
+
+    def kill(self) -> None:
+        self._asked = True
+        if self.alive():
+            self.haig.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            self.haig.proc.wait()  # type: ignore[union-attr]
+
+    def rewrite(self, config: str) -> None:
+        """New config file content (read at the next start or SIGHUP)."""
+        self.haig.config = config
+        if self.haig.path is not None:
+            self.haig.path.write_text(config)
+
+    def supervise(self, now: float) -> None:
+        if self.alive() or self._asked:
+            return
+        if self._respawn_at is None:
+            self.exits += 1
+            self.exit_codes.append(self.haig.proc.returncode)  # type: ignore[union-attr]
+            self.current.exited = self.haig.proc.returncode  # type: ignore[union-attr]
+            self._respawn_at = now + PROCD_RESPAWN_S
+        elif now >= self._respawn_at:
+            self._respawn_at = None
+            self.start()
+
+    def poll_status(self) -> dict | None:
+        if not self.alive():
+            return None
+        try:
+            st = self.haig.status()
+        except (RuntimeError, ValueError):
+            return None
+        inst = self.current
+        d = drop_total(st.get("drops", {}))
+        if inst.first_drops is None:
+            inst.first_drops = d
+        inst.last_drops = d
+        return st
+
+    def counted(self) -> int:
+        """Drops this daemon counted over all its instances (since each one's first poll)."""
+        return sum((i.last_drops or 0) - (i.first_drops or 0) for i in self.instances)
+
+    def tracebacks(self) -> int:
+        n = 0
+        for i in self.instances:
+            try:
+                with open(i.log_path, errors="replace") as f:
+                    n += f.read().count(TRACEBACK)
+            except OSError:
+                pass
+        return n
+
+    def log_tail(self, n: int = 2500) -> str:
+        try:
+            with open(self.current.log_path, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool = True
+    error: str = ""
+    gap_s: float | None = None  # longest ECG gap from the fault to the end
+    back_s: float | None = None  # restore -> first echo reply (or fault -> first, if no restore)
+    ecg_sent: int = 0
+    ecg_lost: int = 0
+    alarm_sent: int = 0
+    alarm_lost: int = 0
+    alarm_dups: int = 0
+    echo_sent: int = 0
+    echo_lost: int = 0
+    counted: int = 0  # haig's drops (both daemons, all instances)
+    events: int = 0
+    tracebacks: int = 0
+    exits: int = 0  # daemon exits nobody asked for (= procd respawns)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def observed_lost(self) -> int:
+        return self.ecg_lost + self.alarm_lost + self.echo_lost
+
+    def problems(self) -> list[str]:
+        """What makes this row a failure (empty = recovered, nothing lost silently)."""
+        out = []
+        if self.error:
+            out.append(self.error)
+        if self.exits:
+            out.append(f"{self.exits} daemon exit(s)")
+        if self.tracebacks:
+            out.append(f"{self.tracebacks} traceback(s) in the logs")
+        if self.back_s is None:
+            out.append("echo never came back")
+        if self.observed_lost > self.counted + lost_tolerance(self):
+            out.append(f"{self.observed_lost - self.counted} datagrams lost uncounted")
+        if self.alarm_dups:
+            out.append(f"{self.alarm_dups} duplicate alarms")
+        return out
+
+
+def lost_tolerance(r: Result) -> int:
+    """Losses haig cannot see, allowed on top of what it counted: the last UDP hop in the
+    emulator (a handful seen per run: tests/vm/test_relay.py) and datagrams sent to a
+    gateway that was not running (killed by the row itself: nobody to count them)."""
+    return 5 + r.timings.get("uncountable", 0)
+
+
+class Bed:
+    """Daemons + traffic for one fault. Use as a context manager."""
+
+    def __init__(self, topo: Topology, *, gw_uplinks: dict | None = None,
+                 start_endpoint: bool = True, hold_down: int = HOLD_DOWN) -> None:
+        self.topo = topo
+        self.port = next(_sctp_port)
+        self.svcs = services(topo)
+        self.gw_uplinks = gw_uplinks
+        self.hold_down = hold_down
+        self.ep = Daemon(Haig(topo.ep, self.ep_config(), "ep"))
+        self.gw = Daemon(Haig(topo.gw, self.gw_config(), "gw"))
+        self.start_endpoint = start_endpoint
+        self.fault_at: float | None = None
+        self.restored_at: float | None = None
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.events0: dict[str, float] = {}
+
+    def ep_config(self, gateways: dict[str, str] | None = None) -> str:
+        return endpoint_config(self.topo, self.port, self.svcs, gateways=gateways)
+
+    def gw_config(self, **kw) -> str:
+        return gateway_config(self.topo, self.port, self.svcs, uplinks=self.gw_uplinks,
+                              main={"hold_down": self.hold_down}, **kw)
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        return [self.ep, self.gw]
+
+    # -- set-up ------------------------------------------------------------------
+
+    def __enter__(self) -> Bed:
+        t = self.topo
+        self.echo_srv = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["echo"])),
+                                     echo=True).start()
+        self.ecg_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["ecg"]))).start()
+        self.alarm_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["alarm"]))).start()
+        if self.start_endpoint:
+            self.ep.start()
+        self.gw.start()
+        th = threading.Thread(target=self._supervise, daemon=True)
+        th.start()
+        self._threads.append(th)
+        return self
+
+    def wait_up(self, timeout: float = 120) -> None:
+        self.gw.haig.wait_for(assoc_up, timeout, "association up")
+
+    def start_traffic(self) -> None:
+        t = self.topo
+        self.ecg_tx = traffic.Sender(traffic.udp_in(t.client), (t.gw_lan_addr, PORTS["ecg"]),
+                                     interval=ECG_INTERVAL, size=100, seed=1).start()
+        self.alarm_tx = traffic.Sender(traffic.udp_in(t.client), (t.gw_lan_addr, PORTS["alarm"]),
+                                       interval=ALARM_INTERVAL, size=64, seed=2).start()
+        sock = traffic.udp_in(t.client)
+        self.echo_rx = traffic.Sink(sock).start()
+        self.echo_tx = traffic.Sender(sock, (t.gw_lan_addr, PORTS["echo"]),
+                                      interval=ECHO_INTERVAL, size=64, seed=3).start()
+
+    def _supervise(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for d in self.daemons:
+                d.supervise(now)
+            if n % 5 == 0:  # the status poll costs an API round trip: once a second
+                for d in self.daemons:
+                    d.poll_status()
+            n += 1
+            self._stop.wait(0.2)
+
+    def wait_echo(self, after: float, timeout: float = 60) -> float | None:
+        """Seconds from `after` to the first echo reply after it, waiting up to timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t = self.echo_rx.rec.first_after(after)
+            if t is not None:
+                return t - after
+            time.sleep(0.1)
+        return None
+
+    def wait_status(self, d: Daemon, pred: Callable[[dict], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = d.poll_status()
+            if st is not None and pred(st):
+                return True
+            time.sleep(0.3)
+        return False
+
+    # -- the result ----------------------------------------------------------------
+
+    def finish(self, name: str) -> Result:
+        r = Result(name, notes=self.notes, timings=self.timings)
+        ref = self.restored_at or self.fault_at
+        if ref is not None:
+            r.back_s = self.wait_echo(ref, timeout=60)
+        for tx in (self.ecg_tx, self.alarm_tx, self.echo_tx):
+            tx.stop()
+        time.sleep(DRAIN_S)
+        for d in self.daemons:  # final counters, after the drain
+            d.poll_status()
+        ecg, alarm = self.ecg_rx.rec, self.alarm_rx.rec
+        if self.fault_at is not None:
+            r.gap_s, _ = ecg.longest_gap(self.fault_at, ecg.times[-1] if ecg.times else None)
+        r.ecg_sent, r.ecg_lost = self.ecg_tx.rec.sent, self.ecg_tx.rec.sent - len(set(ecg.seqs))
+        r.alarm_sent, r.alarm_lost = self.alarm_tx.rec.sent, self.alarm_tx.rec.sent - len(set(alarm.seqs))
+        r.alarm_dups = alarm.duplicates()
+        r.echo_sent = self.echo_tx.rec.sent
+        r.echo_lost = r.echo_sent - len(set(self.echo_rx.rec.seqs))
+        r.counted = sum(d.counted() for d in self.daemons)
+        for d in self.daemons:
+            try:
+                evs = d.haig.events() if d.alive() else []
+            except (RuntimeError, ValueError):
+                evs = []
+            r.events += sum(1 for e in evs if e.get("t", 0) >= self.events0.get(d.name, 0))
+        r.tracebacks = sum(d.tracebacks() for d in self.daemons)
+        r.exits = sum(d.exits for d in self.daemons)
+        return r
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join()
+        for tx in ("ecg_tx", "alarm_tx", "echo_tx"):
+            if hasattr(self, tx):
+                getattr(self, tx).stop()
+        for d in reversed(self.daemons):
+            d.stop()
+        for s in ("echo_srv", "ecg_rx", "alarm_rx", "echo_rx"):
+            if hasattr(self, s):
+                try:
+                    getattr(self, s).stop()
+                except OSError:
+                    pass
+
+
+def _dur(quick: bool, full: float, short: float) -> float:
+    return short if quick else full
+
+
+def _settle(bed: Bed, seconds: float = 3.0) -> None:
+    """Traffic flowing through an association before the fault."""
+    bed.wait_up()
+    bed.start_traffic()
+    bed.wait_echo(time.monotonic(), 30)
+    time.sleep(seconds)
+    bed.events0 = {d.name: time.time() for d in bed.daemons}
+
+
+def _uplink(st: dict, name: str) -> dict:
+    return next((u for u in st.get("uplinks", []) if u.get("name") == name), {})
+
+
+def _on_main(st: dict) -> bool:
+    return st.get("primary") == UPLINK[MAIN] and assoc_up(st)
+
+
+# ------------------------------------------------------------------------- faults
+
+
+def endpoint_unreachable_at_start(bed: Bed, quick: bool) -> None:
+    """The router boots first: the endpoint answers only 20 s (quick: 10 s) later."""
+    bed.events0 = {d.name: time.time() for d in bed.daemons}
+    bed.start_traffic()
+    bed.fault_at = time.monotonic()
+    time.sleep(_dur(quick, 20, 10))
+    bed.restored_at = time.monotonic()
+    bed.ep.start()
+
+
+def _endpoint_restart(bed: Bed, quick: bool, kill: bool) -> None:
+    _settle(bed)
+    bed.fault_at = time.monotonic()
+    bed.ep.kill() if kill else bed.ep.stop()
+    time.sleep(2.0)
+    bed.ep.start()
+    bed.restored_at = time.monotonic()
+    bed.ep.haig.wait_for(lambda s: True, 60, "endpoint API up")
+    bed.timings["endpoint_api_s"] = time.monotonic() - bed.restored_at
+
+
+def endpoint_restart(bed: Bed, quick: bool) -> None:
+    _endpoint_restart(bed, quick, kill=False)
+
+
+def endpoint_sigkill(bed: Bed, quick: bool) -> None:
+    _endpoint_restart(bed, quick, kill=True)
+
+
+def gateway_sigkill(bed: Bed, quick: bool) -> None:
+    """SIGKILL, then procd starts it again (here at once). Datagrams sent while no
+    gateway runs are refused by the kernel (ICMP port unreachable): nobody can count them."""
+    _settle(bed)
+    bed.fault_at = time.monotonic()
+    bed.gw.kill()
+    bed.gw.start()
+    bed.restored_at = time.monotonic()
+    bed.gw.haig.wait_for(lambda s: True, 60, "gateway API up")
+    # Everything sent from the kill until the new gateway listens: the ECG, echo and
+    # alarm senders' rates times the dead time (an upper bound of what nobody counts).
+    dead = time.monotonic() - bed.fault_at
+    bed.timings["uncountable"] = int(dead / ECG_INTERVAL + dead / ECHO_INTERVAL + dead / ALARM_INTERVAL) + 3
+    bed.notes.append(f"gateway down {dead:.1f} s (its start-up)")
+
+
+def _both_down(bed: Bed, seconds: float) -> None:
+    _settle(bed)
+    imp = bed.topo.impair
+    bed.fault_at = imp.down(MAIN).asked
+    imp.down(FALLBACK)
+    time.sleep(seconds)
+    imp.up(MAIN)
+    bed.restored_at = imp.up(FALLBACK).effective
+
+
+def both_down_20s(bed: Bed, quick: bool) -> None:
+    _both_down(bed, _dur(quick, 20, 10))
+
+
+def both_down_3min(bed: Bed, quick: bool) -> None:
+    _both_down(bed, _dur(quick, 180, 30))
+
+
+def main_down_up(bed: Bed, quick: bool) -> None:
+    _settle(bed)
+    imp = bed.topo.impair
+    bed.fault_at = imp.down(MAIN).asked
+    time.sleep(10)
+    bed.restored_at = imp.up(MAIN).effective
+    back = bed.wait_status(bed.gw, _on_main, HOLD_DOWN + 30)
+    bed.timings["failback_s"] = time.monotonic() - bed.restored_at
+    if not back:
+        bed.notes.append("traffic not back on main")
+    _count_switches(bed)
+
+
+def _count_switches(bed: Bed) -> None:
+    try:
+        evs = bed.gw.haig.events()
+    except (RuntimeError, ValueError):
+        return
+    t0 = bed.events0.get("gw", 0)
+    n = sum(1 for e in evs if e.get("t", 0) >= t0 and e.get("kind") == "primary")
+    bed.notes.append(f"{n} primary switches")
+
+
+def main_flapping(bed: Bed, quick: bool) -> None:
+    _settle(bed)
+    imp = bed.topo.impair
+    secs = _dur(quick, 60, 20)
+    bed.fault_at = time.monotonic()
+    imp.flap(MAIN, 1.0, int(secs / 2))
+    bed.restored_at = time.monotonic()
+    bed.wait_status(bed.gw, _on_main, HOLD_DOWN + 30)
+    bed.timings["failback_s"] = time.monotonic() - bed.restored_at
+    _count_switches(bed)
+
+
+def bursty_loss(bed: Bed, quick: bool) -> None:
+    """Gilbert–Elliott on main: p 5 % into the bad state, r 30 % out, 70 % loss in it."""
+    _settle(bed)
+    imp = bed.topo.impair
+    bed.fault_at = imp.netem(MAIN, "loss gemodel 5% 30% 70% 0.1%").asked
+    time.sleep(_dur(quick, 30, 15))
+    bed.restored_at = imp.loss(MAIN, 0).effective
+
+
+def _one_way(bed: Bed, quick: bool, side: str) -> None:
+    _settle(bed)
+    imp = bed.topo.impair
+    bed.fault_at = imp.netem(MAIN, "loss 30%", side=side).asked
+    time.sleep(_dur(quick, 30, 15))
+    bed.restored_at = imp.loss(MAIN, 0).effective
+
+
+def loss_upstream(bed: Bed, quick: bool) -> None:
+    """30 % loss gateway -> endpoint only."""
+    _one_way(bed, quick, "gw")
+
+
+def loss_downstream(bed: Bed, quick: bool) -> None:
+    """30 % loss endpoint -> gateway only."""
+    _one_way(bed, quick, "ep")
+
+
+def fallback_down_then_main(bed: Bed, quick: bool) -> None:
+    """The fallback dies (and comes back) unnoticed while main carries everything; then
+    main fails: the fallback must have been re-validated and take over."""
+    _settle(bed)
+    imp = bed.topo.impair
+    imp.down(FALLBACK)
+    time.sleep(10)
+    imp.up(FALLBACK)
+    time.sleep(5)
+    bed.fault_at = imp.loss(MAIN, 100).asked
+    moved = bed.wait_status(bed.gw, lambda s: s.get("primary") == UPLINK[FALLBACK], 30)
+    bed.timings["failover_s"] = time.monotonic() - bed.fault_at
+    if not moved:
+        bed.notes.append("never moved to the fallback")
+    time.sleep(5)
+    bed.restored_at = imp.loss(MAIN, 0).effective
+
+
+NO_LOCAL = {MAIN: {"local_address": ""}, FALLBACK: {"local_address": ""}}
+
+
+def _replace_address(bed: Bed, link: str, new: str) -> tuple[str, str]:
+    lk = bed.topo.links[link]
+    old = lk.gw_addr
+    bed.topo.gw.run(f"ip addr add {new}/{lk.prefix} dev {lk.gw_dev}")
+    bed.topo.gw.run(f"ip addr del {old}/{lk.prefix} dev {lk.gw_dev}")
+    return old, new
+
+
+def _restore_address(bed: Bed, link: str, old: str, new: str) -> None:
+    lk = bed.topo.links[link]
+    bed.topo.gw.run(f"ip addr add {old}/{lk.prefix} dev {lk.gw_dev}", check=False)
+    bed.topo.gw.run(f"ip addr del {new}/{lk.prefix} dev {lk.gw_dev}", check=False)
+
+
+def main_address_replaced(bed: Bed, quick: bool) -> None:
+    """A new DHCP/PPPoE lease on main: traffic back on main within hold-down + a few s."""
+    _settle(bed)
+    bed.fault_at = time.monotonic()
+    old, new = _replace_address(bed, MAIN, "10.202.0.7")
+    try:
+        bed.restored_at = time.monotonic()
+        ok = bed.wait_status(bed.gw, lambda s: _on_main(s) and
+                             _uplink(s, UPLINK[MAIN]).get("state") == "active", HOLD_DOWN + 40)
+        bed.timings["back_on_main_s"] = time.monotonic() - bed.restored_at
+        if not ok:
+            bed.notes.append("not back on main")
+        time.sleep(3)
+    finally:
+        bed.after = lambda: _restore_address(bed, MAIN, old, new)  # type: ignore[attr-defined]
+
+
+def _onto_fallback(bed: Bed) -> None:
+    """Traffic flowing, then main down: the fault that follows hits the fallback."""
+    _settle(bed)
+    bed.topo.impair.down(MAIN)
+    if not bed.wait_status(bed.gw, lambda s: s.get("primary") == UPLINK[FALLBACK], 30):
+        bed.notes.append("never moved to the fallback")
+    time.sleep(2)
+    bed.fault_at = time.monotonic()
+
+
+def fallback_address_replaced(bed: Bed, quick: bool) -> None:
+    """Main down, the fallback carries traffic, and its address changes."""
+    _onto_fallback(bed)
+    old, new = _replace_address(bed, FALLBACK, "10.203.0.7")
+    bed.after = lambda: _restore_address(bed, FALLBACK, old, new)  # type: ignore[attr-defined]
+    bed.restored_at = time.monotonic()
+    time.sleep(_dur(quick, 20, 10))
+    bed.topo.impair.up(MAIN)
+
+
+def nat_port_change(bed: Bed, quick: bool) -> None:
+    """The carrier NAT in front of the UDP-encapsulated fallback maps it to another
+    external port (conntrack flushed, new port range) while the fallback carries traffic."""
+    _onto_fallback(bed)
+    nat.change_external_port(bed.carrier)  # type: ignore[attr-defined]
+    bed.restored_at = time.monotonic()
+    time.sleep(_dur(quick, 20, 10))
+    bed.topo.impair.up(MAIN)
+
+
+def _reload(bed: Bed, d: Daemon, config: str, what: str) -> None:
+    _settle(bed)
+    good = d.haig.config
+    bed.fault_at = time.monotonic()
+    d.rewrite(config)
+    if d.alive():
+        d.haig.hup()
+    time.sleep(5)
+    st = d.poll_status()
+    if st is not None:
+        cfg = st.get("config", {})
+        bed.notes.append(f"config.ok {cfg.get('ok')}")
+    bed.restored_at = time.monotonic()
+    d.rewrite(good)  # what the next respawn (if any) reads
+
+
+def reload_broken(bed: Bed, quick: bool) -> None:
+    _reload(bed, bed.gw, bed.gw.haig.config.replace("option port", "option port '1x' #", 1), "broken")
+
+
+def reload_unbindable(bed: Bed, quick: bool) -> None:
+    cfg = bed.gw.haig.config + "config service 'extra'\n\toption listen '10.9.9.9:7399'\n\n"
+    _reload(bed, bed.gw, cfg, "unbindable")
+
+
+def endpoint_reload_add_home(bed: Bed, quick: bool) -> None:
+    _reload(bed, bed.ep, bed.ep_config({"home1": KEY, "home2": KEY + "2"}), "add home")
+
+
+def soak(bed: Bed, quick: bool) -> None:
+    """ECG rate for 10 min (quick: 1 min), RSS and open fds sampled."""
+    _settle(bed)
+    bed.fault_at = time.monotonic()
+    secs = _dur(quick, 600, 60)
+    samples: dict[str, list[tuple[int, int]]] = {d.name: [] for d in bed.daemons}
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        for d in bed.daemons:
+            if d.alive():
+                pid = d.current.pid
+                try:
+                    fds = len(os.listdir(f"/proc/{pid}/fd"))
+                except OSError:
+                    fds = -1
+                samples[d.name].append((proc.rss_kib([pid]), fds))
+        time.sleep(min(10.0, secs / 10))
+    for name, s in samples.items():
+        if s:
+            bed.notes.append(f"{name} RSS {s[0][0] / 1024:.1f}->{s[-1][0] / 1024:.1f} MiB, "
+                             f"fds {s[0][1]}->{s[-1][1]}")
+            bed.timings[f"{name}_rss_growth_kib"] = s[-1][0] - s[0][0]
+            bed.timings[f"{name}_fd_growth"] = s[-1][1] - s[0][1]
+
+
+@dataclass(frozen=True)
+class Fault:
+    fn: Callable[[Bed, bool], None]
+    title: str
+    bed: dict = field(default_factory=dict)  # Bed keyword arguments
+    nat: bool = False  # needs the carrier-NAT topology
+
+
+FAULTS: dict[str, Fault] = {
+    "unreachable_at_start": Fault(endpoint_unreachable_at_start, "endpoint unreachable at gateway start",
+                                  {"start_endpoint": False}),
+    "endpoint_restart": Fault(endpoint_restart, "endpoint restart (graceful)"),
+    "endpoint_sigkill": Fault(endpoint_sigkill, "endpoint restart (SIGKILL)"),
+    "gateway_sigkill": Fault(gateway_sigkill, "gateway SIGKILL + respawn"),
+    "both_down_20s": Fault(both_down_20s, "both uplinks down 20 s"),
+    "both_down_3min": Fault(both_down_3min, "both uplinks down 3 min"),
+    "main_down_up": Fault(main_down_up, "main down 10 s, then up"),
+    "main_flapping": Fault(main_flapping, "main flapping every 1 s for 60 s"),
+    "bursty_loss": Fault(bursty_loss, "bursty loss on main (Gilbert-Elliott)"),
+    "loss_upstream": Fault(loss_upstream, "30 % loss gateway->endpoint only"),
+    "loss_downstream": Fault(loss_downstream, "30 % loss endpoint->gateway only"),
+    "fallback_then_main": Fault(fallback_down_then_main, "fallback down/up while on main, then main fails"),
+    "main_address": Fault(main_address_replaced, "main uplink's address replaced", {"gw_uplinks": NO_LOCAL}),
+    "fallback_address": Fault(fallback_address_replaced, "fallback's address replaced while carrying",
+                              {"gw_uplinks": NO_LOCAL}),
+    "nat_port": Fault(nat_port_change, "NAT before UDP-encap fallback changes its port",
+                      {"gw_uplinks": {FALLBACK: {"udp_encap": 1}}}, nat=True),
+    "reload_broken": Fault(reload_broken, "gateway reload with a broken config"),
+    "reload_unbindable": Fault(reload_unbindable, "gateway reload with an unbindable config"),
+    "endpoint_add_home": Fault(endpoint_reload_add_home, "endpoint reload adding a home"),
+    "soak": Fault(soak, "soak at ECG rate (10 min)"),
+}
+
+
+def run_fault(name: str, topo: Topology, quick: bool = False, carrier=None) -> Result:
+    """Run one fault on a fresh pair of daemons; never raises (a broken row is a result)."""
+    f = FAULTS[name]
+    t0 = time.monotonic()
+    try:
+        with Bed(topo, **f.bed) as bed:
+            bed.carrier = carrier  # type: ignore[attr-defined]
+            try:
+                f.fn(bed, quick)
+                r = bed.finish(name)
+            except Exception as e:  # the row failed: keep whatever numbers there are
+                r = Result(name, error=f"{type(e).__name__}: {str(e)[:200]}", notes=bed.notes,
+                           timings=bed.timings)
+                traceback.print_exc()
+                r.exits = sum(d.exits for d in bed.daemons)
+                r.tracebacks = sum(d.tracebacks() for d in bed.daemons)
+            finally:
+                after = getattr(bed, "after", None)
+                if after is not None:
+                    after()
+                topo.impair.clear()
+            r.logs = {d.name: d.log_tail() for d in bed.daemons}  # type: ignore[attr-defined]
+    except Exception as e:
+        traceback.print_exc()
+        r = Result(name, error=f"set-up: {type(e).__name__}: {str(e)[:200]}")
+    r.ok = not r.problems()
+    r.timings["row_s"] = time.monotonic() - t0
+    return r
