@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import TextIO
 
@@ -125,4 +126,25 @@ def check_config_cli(args, out: TextIO | None = None, err: TextIO | None = None)
         return 1
     print(f"{path}: OK", file=out)
     print(summarize(cfg), file=out)
+    for warning in unbindable_listens(cfg):
+        print(f"warning: {warning}", file=err)
     return 0
+
+
+def unbindable_listens(cfg: Config) -> list[str]:
+    """Gateway services whose listen address this machine does not have. A warning, not
+    an error: the file may be checked elsewhere than on the router, or before the LAN
+    address is configured; binding is the daemon's business."""
+    out = []
+    if cfg.main.role != "gateway":
+        return out
+    for s in cfg.services:
+        host, _ = parse_hostport(s.listen, names=False)
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(fam, socket.SOCK_DGRAM) as sock:
+                sock.bind((host, 0))  # port 0: only asks whether the address is ours
+        except OSError as e:
+            out.append(f"service '{s.name}': listen address {host} cannot be bound on this "
+                       f"machine ({e.strerror}): the daemon cannot listen there")
+    return out

@@ -259,8 +259,9 @@ class Bed:
                                      echo=True).start()
         self.ecg_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["ecg"]))).start()
         self.alarm_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["alarm"]))).start()
-        if self.start_endpoint:
+        if self.start_endpoint:  # up before the gateway: its absence is a row of its own
             self.ep.start()
+            self.wait_listening(self.ep)
         self.gw.start()
         th = threading.Thread(target=self._supervise, daemon=True)
         th.start()
@@ -335,6 +336,7 @@ class Bed:
         ref = self.restored_at or self.fault_at
         if ref is not None:
             r.back_s = self.wait_echo(ref, timeout=60)
+        stopped = time.monotonic()
         for tx in (self.ecg_tx, self.alarm_tx, self.echo_tx):
             tx.stop()
         time.sleep(DRAIN_S)
@@ -342,7 +344,8 @@ class Bed:
             d.poll_status()
         ecg, alarm = self.ecg_rx.rec, self.alarm_rx.rec
         if self.fault_at is not None:
-            r.gap_s, _ = ecg.longest_gap(self.fault_at, ecg.times[-1] if ecg.times else None)
+            # up to the senders' stop: an ECG that never came back is one long gap
+            r.gap_s, _ = ecg.longest_gap(self.fault_at, stopped)
         r.ecg_sent, r.ecg_lost = self.ecg_tx.rec.sent, self.ecg_tx.rec.sent - len(set(ecg.seqs))
         r.alarm_sent, r.alarm_lost = self.alarm_tx.rec.sent, self.alarm_tx.rec.sent - len(set(alarm.seqs))
         r.alarm_dups = alarm.duplicates()
@@ -707,7 +710,7 @@ def run_fault(name: str, topo: Topology, quick: bool = False, carrier=None) -> R
                 f.fn(bed, quick)
                 r = bed.finish(name)
             except Exception as e:  # the row failed: keep whatever numbers there are
-                r = Result(name, error=f"{type(e).__name__}: {str(e)[:200]}", notes=bed.notes,
+                r = Result(name, error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}", notes=bed.notes,
                            timings=bed.timings)
                 traceback.print_exc()
                 r.exits = sum(d.exits for d in bed.daemons)
