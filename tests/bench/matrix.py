@@ -33,7 +33,8 @@ def _f(v: float | None) -> str:
 
 
 def row_line(r: faults.Result) -> str:
-    verdict = "ok" if r.ok else "FAIL: " + "; ".join(r.problems())
+    problems = r.problems()
+    verdict = "FAIL: " + "; ".join(problems) if problems else "ok"
     notes = list(r.notes)
     notes += [f"{k} {v:.1f}" for k, v in r.timings.items() if k not in ("row_s", "uncountable")]
     if "uncountable" in r.timings:

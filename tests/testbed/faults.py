@@ -72,6 +72,8 @@ class Instance:
     log_path: str
     first_drops: int | None = None
     last_drops: int | None = None
+    first_by_service: dict[str, int] = field(default_factory=dict)
+    last_by_service: dict[str, int] = field(default_factory=dict)
     events: int = 0
     exited: int | None = None
 
@@ -142,14 +144,22 @@ class Daemon:
             return None
         inst = self.current
         d = drop_total(st.get("drops", {}))
+        by_svc = {svc: drop_total(r) for svc, r in st.get("drops_by_service", {}).items()}
         if inst.first_drops is None:
-            inst.first_drops = d
-        inst.last_drops = d
+            inst.first_drops, inst.first_by_service = d, by_svc
+        inst.last_drops, inst.last_by_service = d, by_svc
         return st
 
     def counted(self) -> int:
         """Drops this daemon counted over all its instances (since each one's first poll)."""
         return sum((i.last_drops or 0) - (i.first_drops or 0) for i in self.instances)
+
+    def counted_by_service(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.instances:
+            for svc, n in i.last_by_service.items():
+                out[svc] = out.get(svc, 0) + n - i.first_by_service.get(svc, 0)
+        return out
 
     def tracebacks(self) -> int:
         n = 0
@@ -172,7 +182,6 @@ class Daemon:
 @dataclass
 class Result:
     name: str
-    ok: bool = True
     error: str = ""
     gap_s: float | None = None  # longest ECG gap from the fault to the end
     back_s: float | None = None  # restore -> first echo reply (or fault -> first, if no restore)
@@ -189,6 +198,10 @@ class Result:
     exits: int = 0  # daemon exits nobody asked for (= procd respawns)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
 
     @property
     def observed_lost(self) -> int:
@@ -352,6 +365,13 @@ class Bed:
         r.echo_sent = self.echo_tx.rec.sent
         r.echo_lost = r.echo_sent - len(set(self.echo_rx.rec.seqs))
         r.counted = sum(d.counted() for d in self.daemons)
+        by_svc: dict[str, int] = {}
+        for d in self.daemons:
+            for svc, n in d.counted_by_service().items():
+                by_svc[svc] = by_svc.get(svc, 0) + n
+        if by_svc:  # haig splits its drops by service: set them beside each receiver
+            r.notes.append("counted ECG/alarm/echo " + "/".join(
+                str(by_svc.get(svc, 0)) for svc in ("ecg", "alarm", "echo")))
         for d in self.daemons:
             try:
                 evs = d.haig.events() if d.alive() else []
@@ -486,8 +506,8 @@ def _count_switches(bed: Bed) -> None:
     except (RuntimeError, ValueError):
         return
     t0 = bed.events0.get("gw", 0)
-    n = sum(1 for e in evs if e.get("t", 0) >= t0 and e.get("kind") == "primary")
-    bed.notes.append(f"{n} primary switches")
+    n = sum(1 for e in evs if e.get("t", 0) >= t0 and e.get("kind") in ("failover", "failback"))
+    bed.notes.append(f"{n} switches (failover/failback)")
 
 
 def main_flapping(bed: Bed, quick: bool) -> None:
@@ -724,6 +744,5 @@ def run_fault(name: str, topo: Topology, quick: bool = False, carrier=None) -> R
     except Exception as e:
         traceback.print_exc()
         r = Result(name, error=f"set-up: {type(e).__name__}: {str(e)[:200]}")
-    r.ok = not r.problems()
     r.timings["row_s"] = time.monotonic() - t0
     return r
