@@ -15,11 +15,14 @@ from typing import Any
 from haig import __version__
 from haig.config import ConfigError, load_config, try_reload
 from haig.config.model import Config
-from haig.core.events import CONFIG, Event
+from haig.core.backoff import Backoff
+from haig.core.events import ASSOC, CONFIG, Event
 from haig.core.status import StatusModel
 from haig.relay.common import Clock, publish
 
 log = logging.getLogger("haig")
+
+RELAY_STABLE_S = 60.0  # a relay that ran this long failed afresh: restart it soon again
 
 
 class Daemon:
@@ -73,13 +76,30 @@ class Daemon:
         self._relay_task = asyncio.create_task(self._run_relay(self.relay))
 
     async def _run_relay(self, relay: Any) -> None:
-        try:
-            await relay.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("relay failed; stopping so procd can respawn haig")
-            self._stop.set()
+        """Run the relay; if it fails, report it and start a fresh one after a back-off.
+        The daemon (API, ubus, status history) never goes down with a relay."""
+        backoff = Backoff()
+        while True:
+            started = self.clock.mono()
+            try:
+                await relay.run()
+                why = "relay ended"
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.exception("relay failed")
+                why = f"relay failed: {type(e).__name__}: {e}"
+            with contextlib.suppress(Exception):
+                await relay.stop()
+            if self.clock.mono() - started > RELAY_STABLE_S:
+                backoff.reset()
+            delay = backoff.next_delay(links_up=True)
+            if self.cfg.main.role == "gateway":
+                self.status.set_association("endpoint", state="restarting", reason=why, paths=[])
+            publish(self.status, self.clock, Event(self.clock.mono(), ASSOC, "haig", None, "restarting",
+                                                   f"{why}; restarting it in {delay:.1f} s"))
+            await asyncio.sleep(delay)
+            relay = self.relay = self._make_relay(self.cfg)
 
     async def _stop_relay(self) -> None:
         if self._relay_task is not None:

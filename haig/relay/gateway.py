@@ -23,6 +23,7 @@ from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Config, Service, Uplink
 from haig.config.validate import parse_hostport
 from haig.core import wire
+from haig.core.backoff import Backoff
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
 from haig.core.policy import PathPolicy, SetHeartbeat, SetPrimary
@@ -45,8 +46,7 @@ _ADDR_STATE = {"available": "active", "confirmed": "active", "unreachable": "unr
                "potentially_failed": "pf", "removed": "removed", "added": "unconfirmed"}
 _INFO_STATE = {"active": "active", "pf": "pf", "inactive": "unreachable", "unconfirmed": "unconfirmed"}
 
-BACKOFF_MIN, BACKOFF_MAX = 1.0, 30.0
-REFUSED_BACKOFF = 60.0
+LINK_READY_TIMEOUT = 5.0  # s: wait for the link watcher's first dump before connecting
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -99,7 +99,9 @@ class Gateway:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._local_addrs: dict[str, str] = {u.name: u.local_address for u in self.uplinks}
-        self._link_up: dict[str, bool] = {}
+        self._links: dict[str, bool] = {}  # uplink -> link up, as the watcher last said
+        self._kick: asyncio.Event | None = None  # set on link up / new address: retry now
+        self.backoff = Backoff()
         self._watcher: Any = None
         self._routes: Any = None
         self.refusal: str | None = None
@@ -109,6 +111,7 @@ class Gateway:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._kick = asyncio.Event()
         self.status.set_uplinks(self.uplinks)
         for i, svc in enumerate(self.services):
             host, port = parse_hostport(svc.listen)
@@ -127,7 +130,8 @@ class Gateway:
             if self._watcher is not None:
                 # local addresses left empty in the config come from the first dump
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._watcher.wait_ready(), 5.0)
+                    await asyncio.wait_for(self._watcher.wait_ready(), LINK_READY_TIMEOUT)
+                self._learn_addresses()
         self._tasks.append(asyncio.create_task(self._ticker()))
         try:
             await self._associate_forever()
@@ -152,26 +156,41 @@ class Gateway:
     # -- association --------------------------------------------------------------------
 
     async def _associate_forever(self) -> None:
-        backoff = BACKOFF_MIN
+        """Never ends but on stop(): every failure is reported, backed off and retried."""
+        last_error = None
         while not self._stopping:
             self.refusal = None
+            self._kick.clear()
             try:
                 await self._connect()
-            except OSError as e:
-                log.warning("association to %s failed: %s; retrying in %.0f s",
-                            self._peer_list(), e, backoff)
-                self.status.set_association("endpoint", state="connecting", error=str(e))
-            else:
                 self._lost = asyncio.Event()
                 await self._lost.wait()
                 if self.admitted:
-                    backoff = BACKOFF_MIN
+                    self.backoff.reset()
                 self._close_assoc("association lost")
+                last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # OSError from connect, or a bug: never end the relay
+                self._close_assoc(f"association failed: {e}")
+                why = f"cannot associate with {self._peer_list()}: {e}"
+                if not isinstance(e, OSError):
+                    log.exception("gateway: unexpected failure")
+                self.status.set_association("endpoint", state="connecting", reason=why, paths=[])
+                if why != last_error:  # one event per distinct failure, not one per retry
+                    self._publish(Event(self.clock.mono(), ASSOC, "haig", None, "connecting", why))
+                    last_error = why
             if self._stopping:
                 break
-            delay = REFUSED_BACKOFF if self.refusal else backoff
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            backoff = min(BACKOFF_MAX, backoff * 2)
+            # A refusal is no link problem: let its retries grow past the links-up cap.
+            delay = self.backoff.next_delay(links_up=self._any_link_usable() and not self.refusal)
+            log.info("association: retrying in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), delay)
+
+    def _any_link_usable(self) -> bool:
+        """Some uplink has (or may have: not watched) its link and a local address."""
+        return any(self._links.get(u.name, True) and self._local_addrs.get(u.name) for u in self.uplinks)
 
     def _peer_list(self) -> str:
         return ", ".join(u.endpoint_address for u in self.uplinks)
@@ -496,16 +515,45 @@ class Gateway:
             log.warning("link watcher stopped: %s", e)
 
     def _on_link(self, uplink: str, up: bool, reason: str) -> None:
-        if uplink not in self.by_name:
-            return
-        self._link_up[uplink] = up
         st = self._watcher.current().get(uplink) if self._watcher else None
-        addr = st[2] if st else ""
-        if addr and not self.by_name[uplink].local_address:
-            self._local_addrs[uplink] = addr
-        self.policy.link(uplink, up, self.clock.mono(), reason)
-        self._drain_policy()
-        self.status.update_uplink(uplink, link_up=up)
+        self.on_uplink_facts(uplink, up=up, local_address=(st[2] if st else None) or None, reason=reason)
+
+    def _learn_addresses(self) -> None:
+        """Addresses the watcher knows but never announced: its changes report up/down
+        only, so a new lease on a link that stays up is picked up here (and on samples)."""
+        if self._watcher is None:
+            return
+        for name, (up, reason, addr) in self._watcher.current().items():
+            u = self.by_name.get(name)
+            if u is None:
+                continue
+            if name not in self._links or (addr and not u.local_address and addr != self._local_addrs.get(name)):
+                self.on_uplink_facts(name, up=up, local_address=addr or None, reason=reason)
+
+    def on_uplink_facts(self, name: str, *, up: bool, local_address: str | None, reason: str) -> None:
+        """The one entry point for link/address facts (netlink LinkWatcher, netifd/ubus).
+
+        `local_address` None = not known (keep what we have). A configured
+        local_address always wins over the device's. A changed address of an uplink the
+        association uses makes the gateway re-associate from the new address."""
+        u = self.by_name.get(name)
+        if u is None:
+            return
+        was_up = self._links.get(name)
+        self._links[name] = up
+        old_addr = self._local_addrs.get(name) or ""
+        new_addr = old_addr
+        if local_address and not u.local_address:
+            new_addr = local_address
+        self._local_addrs[name] = new_addr
+        if was_up != up:
+            self.policy.link(name, up, self.clock.mono(), reason)
+            self._drain_policy()
+        self.status.update_uplink(name, link_up=up, **({"local_address": new_addr} if new_addr else {}))
+        if up and (not was_up or new_addr != old_addr) and self._kick is not None:
+            self._kick.set()  # a link or an address came back: do not sit out a back-off
+        if new_addr != old_addr and old_addr and self.sock is not None:
+            self._lose(f"uplink {name}: local address {old_addr} -> {new_addr}")
 
     def _start_routes(self) -> None:
         if not any(u.gateway for u in self.uplinks):
@@ -529,16 +577,19 @@ class Gateway:
         next_flows = 0.0
         while True:
             now = self.clock.mono()
-            if now >= next_sample:
-                self._sample(now)
-                next_sample = now + SAMPLE_INTERVAL
-            self.policy.handle_timer(now)
-            self._drain_policy()
-            for f in self.flows.expire(now):
-                self._send_raw(wire.encode_close(f.id))
-            if now >= next_flows:
-                self.status.set_flows(self.flows.snapshot(now))
-                next_flows = now + 1.0
+            try:
+                if now >= next_sample:
+                    next_sample = now + SAMPLE_INTERVAL
+                    self._sample(now)
+                self.policy.handle_timer(now)
+                self._drain_policy()
+                for f in self.flows.expire(now):
+                    self._send_raw(wire.encode_close(f.id))
+                if now >= next_flows:
+                    next_flows = now + 1.0
+                    self.status.set_flows(self.flows.snapshot(now))
+            except Exception:  # a bug in one tick must not stop the timers for good
+                log.exception("gateway: periodic work failed")
             deadlines = [t for t in (self.policy.get_timer(), self.flows.get_timer(), next_sample) if t]
             delay = max(0.005, min(deadlines) - self.clock.mono())
             self._wake.clear()
@@ -546,6 +597,7 @@ class Gateway:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     def _sample(self, now: float) -> None:
+        self._learn_addresses()
         if self.sock is None:
             return
         for u in self.uplinks:
