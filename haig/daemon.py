@@ -39,6 +39,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._api: Any = None
         self._ubus_stop: Any = None
+        self._reload_lock = asyncio.Lock()  # one reload at a time (SIGHUP, API, ubus)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -46,10 +47,15 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop.set)
-        self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
+        self._loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         self._start_surfaces()
         self._start_relay()
         self._publish("started", f"haig {__version__} started as {self.cfg.main.role}")
+        from haig.cli import take_early_hup
+
+        if take_early_hup():  # a SIGHUP during start-up (before the handler above)
+            log.info("reload requested during start-up: reloading now")
+            self._on_hup()
         await self._stop.wait()
         log.info("stopping")
         await self._stop_relay()
@@ -69,11 +75,18 @@ class Daemon:
 
         return Endpoint(cfg, self.status, clock=self.clock)
 
-    def _start_relay(self) -> None:
+    def _start_relay(self, relay: Any = None) -> None:
         m = self.cfg.main
         self.status.set_identity(m.role, m.gateway_id if m.role == "gateway" else None, __version__)
-        self.relay = self._make_relay(self.cfg)
+        self.relay = relay if relay is not None else self._make_relay(self.cfg)
         self._relay_task = asyncio.create_task(self._run_relay(self.relay))
+
+    def _on_hup(self) -> None:
+        async def reload() -> None:
+            with contextlib.suppress(ValueError):  # a refusal is reported by _reload itself
+                await self._reload()
+
+        asyncio.ensure_future(reload())
 
     async def _run_relay(self, relay: Any) -> None:
         """Run the relay; if it fails, report it and start a fresh one after a back-off.
@@ -129,26 +142,47 @@ class Daemon:
     # -- reload -------------------------------------------------------------------------
 
     async def _reload(self) -> dict[str, Any]:
-        new, err = try_reload(self.path, self.cfg, self.role_override)
-        if err is not None:
-            msg = f"reload refused, still running the previous config: {err}"
-            log.error("%s", msg)
-            self.status.set_config_state(False, msg)
-            self._publish("rejected", msg)
-            raise ValueError(msg)
-        if new == self.cfg:
-            self.status.set_config_state(True, "reloaded: no change")
-            return {"ok": True, "changed": False}
-        if new.main.api_listen != self.cfg.main.api_listen or new.main.api_token != self.cfg.main.api_token:
-            log.warning("api_listen/api_token changes take effect on restart")
-        # The association's addresses and per-path settings are fixed when it is made:
-        # a changed config gets a fresh relay (a few seconds of re-association).
-        await self._stop_relay()
-        self.cfg = new
-        self._start_relay()
-        self.status.set_config_state(True, "reloaded")
-        self._publish("reloaded", "configuration reloaded and applied")
-        return {"ok": True, "changed": True}
+        """All or nothing, one at a time: a broken config, or a new relay that cannot
+        bind, leaves the running relay as it is (config.ok false, a `rejected` event)."""
+        async with self._reload_lock:
+            new, err = try_reload(self.path, self.cfg, self.role_override)
+            if err is not None:
+                self._reject(f"reload refused, still running the previous config: {err}")
+            if new == self.cfg:
+                self.status.set_config_state(True, "reloaded: no change")
+                return {"ok": True, "changed": False}
+            if new.main.api_listen != self.cfg.main.api_listen or new.main.api_token != self.cfg.main.api_token:
+                log.warning("api_listen/api_token changes take effect on restart")
+            relay = self.relay
+            if (new.main.role == self.cfg.main.role and hasattr(relay, "same_socket")
+                    and relay.same_socket(new)):
+                # Endpoint: peers, keys, targets, knobs on the same socket: in place, only
+                # the changed homes re-associate.
+                ended = await relay.reconfigure(new)
+                self.cfg = new
+                how = "applied in place" + (f"; re-associating {', '.join(ended)}" if ended else "")
+            else:
+                # The association's addresses and per-path settings are fixed when it is
+                # made: a fresh relay, bound before the old one is stopped.
+                fresh = self._make_relay(new)
+                try:
+                    await fresh.prepare(relay if new.main.role == self.cfg.main.role else None)
+                except Exception as e:
+                    self._reject(f"reload refused, still running the previous config: cannot bind: {e}")
+                fresh.adopt()
+                await self._stop_relay()
+                self.cfg = new
+                self._start_relay(fresh)
+                how = "new relay started"
+            self.status.set_config_state(True, f"reloaded: {how}")
+            self._publish("reloaded", f"configuration reloaded ({how})")
+            return {"ok": True, "changed": True}
+
+    def _reject(self, msg: str) -> None:
+        log.error("%s", msg)
+        self.status.set_config_state(False, msg)
+        self._publish("rejected", msg)
+        raise ValueError(msg)
 
     def _publish(self, new: str, reason: str) -> None:
         publish(self.status, self.clock, Event(self.clock.mono(), CONFIG, "haig", None, new, reason))

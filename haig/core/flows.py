@@ -18,12 +18,13 @@ datagrams that came over the link and were sent to it.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from haig.core.dedup import DedupWindow, seq_next
+from haig.core.dedup import COUNTER_MOD, EPOCHS, EpochDedup, epoch_seq
 
 FLOW_ID_MAX = 0xFFFFFFFF
 
@@ -42,8 +43,9 @@ class Flow:
     tx_packets: int = 0
     tx_bytes: int = 0
     drops: int = 0
-    tx_seq: int = 0  # next seq for this flow's critical datagrams (sender side)
-    dedup: DedupWindow | None = None  # receiver side, made on first use
+    tx_seq: int = 0  # next counter for this flow's critical datagrams (sender side)
+    epoch: int = field(default_factory=lambda: random.randrange(EPOCHS))  # this instance's
+    dedup: EpochDedup | None = None  # receiver side, made on first use
     data: Any = field(default=None, repr=False)  # the relay's handle (e.g. its UDP socket)
 
     def count_rx(self, nbytes: int) -> None:
@@ -55,12 +57,17 @@ class Flow:
         self.tx_bytes += nbytes
 
     def next_seq(self) -> int:
-        seq, self.tx_seq = self.tx_seq, seq_next(self.tx_seq)
+        """(epoch, counter) as one 32-bit seq (haig.core.dedup); the counter running
+        out moves to the next epoch, which the receiver sees as a fresh window."""
+        seq = epoch_seq(self.epoch, self.tx_seq)
+        self.tx_seq += 1
+        if self.tx_seq == COUNTER_MOD:
+            self.tx_seq, self.epoch = 0, (self.epoch + 1) % EPOCHS
         return seq
 
-    def dedup_window(self, size: int = 4096) -> DedupWindow:
+    def dedup_window(self, size: int = 4096) -> EpochDedup:
         if self.dedup is None:
-            self.dedup = DedupWindow(size)
+            self.dedup = EpochDedup(size)
         return self.dedup
 
 
