@@ -125,12 +125,12 @@ class EndpointCore(CoreOutputs):
         return [s.queue for s in self.sessions.values()]
 
     def get_timer(self) -> float | None:
-        ts = [self.ledger.get_timer(), *self._aborts.values(),
-              *(s.admit_by for s in self.sessions.values() if s.admit_by is not None),
-              *(t for s in self.sessions.values() if s.flows is not None and (t := s.flows.get_timer()) is not None)]
+        ts = [self.ledger.get_timer(), *self._aborts.values()]
+        for s in self.sessions.values():
+            ts += [s.admit_by, s.flows.get_timer() if s.flows is not None else None]
         if any(s.gateway for s in self.sessions.values()):
             ts.append(self._next_sample)
-        return min(ts, default=None)
+        return min((t for t in ts if t is not None), default=None)
 
     # -- association lifecycle ----------------------------------------------------------
 

@@ -44,7 +44,7 @@ class Flow:
     tx_bytes: int = 0
     drops: int = 0
     tx_seq: int = 0  # next counter for this flow's critical datagrams (sender side)
-    epoch: int = field(default_factory=lambda: random.randrange(EPOCHS))  # this instance's
+    epoch: int = 0  # this instance's seq epoch (set by the table: differs from the last instance's)
     dedup: EpochDedup | None = None  # receiver side, made on first use
     data: Any = field(default=None, repr=False)  # the relay's handle (e.g. its UDP socket)
 
@@ -87,6 +87,7 @@ class FlowTable:
         n_streams: int = 10,
         first_stream: int = 0,
         first_id: int = 1,
+        first_epoch: int | None = None,
     ) -> None:
         if max_flows < 1 or idle_s <= 0 or n_streams < 1 or first_stream < 0:
             raise ValueError("max_flows >= 1, idle_s > 0, n_streams >= 1, first_stream >= 0")
@@ -97,6 +98,11 @@ class FlowTable:
         self.n_streams = n_streams
         self.first_stream = first_stream
         self._next_id = first_id
+        # Each flow instance numbers its critical seqs in its own epoch (haig.core.dedup):
+        # counting up, so a flow re-opened after it expired never reuses the epoch of
+        # its previous instance (unless 256 flows were opened in between); random start,
+        # so a restarted daemon does not start where the previous one did.
+        self._epoch = random.randrange(EPOCHS) if first_epoch is None else first_epoch % EPOCHS
         self._by_key: dict[Hashable, Flow] = {}
         self._by_id: OrderedDict[int, Flow] = OrderedDict()  # least recently seen first
         self.opened_total = 0
@@ -142,7 +148,8 @@ class FlowTable:
         fid = self._alloc_id()
         if stream is None:
             stream = self.first_stream + fid % self.n_streams
-        flow = Flow(fid, key, stream, now, now, service=service, critical=critical)
+        flow = Flow(fid, key, stream, now, now, service=service, critical=critical, epoch=self._epoch)
+        self._epoch = (self._epoch + 1) % EPOCHS
         self._by_key[key] = flow
         self._by_id[fid] = flow
         self.opened_total += 1
