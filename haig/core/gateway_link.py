@@ -17,6 +17,7 @@ data)`, `path_state`, `path_sample`, `uplink_facts`, `send_failed`, `abandoned`,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections.abc import Callable, Hashable
@@ -134,6 +135,30 @@ class GatewayLink(CoreOutputs):
         """The uplink a peer address (path) belongs to; None for an unknown one."""
         u = self.by_addr.get(addr[0]) if isinstance(addr, tuple) and addr else None
         return u.name if u is not None else None
+
+    # -- reload -------------------------------------------------------------------------
+
+    # Main options a running association does not depend on: a reload changing only
+    # these (and service lifetimes / critical flags) is applied in place.
+    IN_PLACE = ("hold_down", "flow_idle", "max_flows", "queue", "max_datagram", "log_level",
+                "api_listen", "api_token")
+
+    def can_reconfigure(self, cfg: Config) -> bool:
+        def fixed(c: Config) -> tuple:
+            main = dataclasses.replace(c.main, **{k: getattr(self.main, k) for k in self.IN_PLACE})
+            return main, c.uplinks, tuple((s.name, s.listen) for s in c.services if s.listen)
+        return fixed(cfg) == fixed(self.cfg)
+
+    def reconfigure(self, cfg: Config, now: float) -> None:
+        """Policy and datapath knobs in place: the association and flows are kept."""
+        assert self.can_reconfigure(cfg)
+        self.cfg, self.main = cfg, cfg.main
+        self.services = [s for s in cfg.services if s.listen]
+        self.policy.hold_down = float(cfg.main.hold_down)
+        self.flows.idle_s, self.flows.max_flows = cfg.main.flow_idle, cfg.main.max_flows
+        self.queue.limit = cfg.main.queue
+        self.policy.handle_timer(now)
+        self._drain_policy(now)
 
     # -- connection lifecycle -----------------------------------------------------------
 

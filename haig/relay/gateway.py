@@ -331,6 +331,15 @@ class Gateway:
             self.status.set_association("endpoint", **self.core.association_view(), paths=self.core.path_views())
         self._learn_addresses()
 
+    def same_socket(self, cfg: Config) -> bool:
+        """Whether a reload to `cfg` can be applied in place (policy/datapath knobs only)."""
+        return cfg.main.role == "gateway" and self.core.can_reconfigure(cfg)
+
+    async def reconfigure(self, cfg: Config) -> list[str]:
+        self.guard(self.core.reconfigure, cfg, self.clock.mono())
+        self.cfg, self.main = cfg, cfg.main
+        return []
+
     def force_primary(self, uplink: str | None, duration_s: float) -> None:
         self.core.force_primary(uplink, self.clock.mono(), duration_s)
         self._pump()

@@ -329,3 +329,17 @@ def test_primary_change_is_announced_with_path_over_the_new_primary():
     assert b.gw.policy.primary == "lte"
     assert b.ep.sessions[b.assoc_id].primary[0] == "203.0.113.1"
     assert LTE_EP  # the PATH went over lte: the endpoint follows its source address
+
+
+def test_policy_knobs_are_reloaded_in_place_and_addresses_are_not():
+    import dataclasses
+
+    b = admitted()
+    b.client_sends(b"x")
+    cfg = dataclasses.replace(b.gw_cfg, main=dataclasses.replace(b.gw_cfg.main, hold_down=60, queue=9))
+    assert b.gw.can_reconfigure(cfg)
+    b.gw.reconfigure(cfg, b.now)
+    assert b.gw.admitted and len(b.gw.flows) == 1
+    assert b.gw.policy.hold_down == 60 and b.gw.queue.limit == 9
+    moved = dataclasses.replace(b.gw_cfg, main=dataclasses.replace(b.gw_cfg.main, port=9999))
+    assert not b.gw.can_reconfigure(moved)
