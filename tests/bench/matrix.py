@@ -57,14 +57,14 @@ def _commit() -> str:
         return "?"
 
 
-def render(results: list[faults.Result], argv: list[str], started: float) -> str:
+def render(results: list[faults.Result], argv: list[str], started: float, commit: str = "") -> str:
     cmd = "./dev matrix" + "".join(f" {a}" for a in argv)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = [r for r in results if not r.ok]
     lines = [
         "# Reliability: the fault matrix",
         "",
-        f"Made by `{cmd}` on {when} against `{_commit()}`, in the test-bed VM (TCG emulation, "
+        f"Made by `{cmd}` on {when} against `{commit or _commit()}`, in the test-bed VM (TCG emulation, "
         f"{(time.monotonic() - started) / 60:.0f} min). {len(results) - len(failed)} of "
         f"{len(results)} rows ok.",
         "",
@@ -98,6 +98,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown rows {unknown}; known: {', '.join(faults.FAULTS)}")
         return 2
     started = time.monotonic()
+    commit = _commit()  # what runs: the tree as it was at the start
     results: list[faults.Result] = []
     topo = None
     try:
@@ -119,11 +120,11 @@ def main(argv: list[str]) -> int:
                 for d, tail in getattr(r, "logs", {}).items():
                     print(f"   --- {d} log tail ---\n{tail}", flush=True)
             OUT.parent.mkdir(exist_ok=True)
-            OUT.write_text(render(results, argv, started))  # partial table survives a crash
+            OUT.write_text(render(results, argv, started, commit))  # partial table survives a crash
     finally:
         if topo is not None:
             topo.teardown()
-    text = render(results, argv, started)
+    text = render(results, argv, started, commit)
     OUT.write_text(text)
     print(text)
     os.sync()

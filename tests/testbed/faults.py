@@ -272,10 +272,14 @@ class Bed:
                                      echo=True).start()
         self.ecg_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["ecg"]))).start()
         self.alarm_rx = traffic.Sink(traffic.udp_in(t.server, (t.server_addr, PORTS["alarm"]))).start()
-        if self.start_endpoint:  # up before the gateway: its absence is a row of its own
-            self.ep.start()
-            self.wait_listening(self.ep)
-        self.gw.start()
+        try:
+            if self.start_endpoint:  # up before the gateway: its absence is a row of its own
+                self.ep.start()
+                self.wait_listening(self.ep)
+            self.gw.start()
+        except BaseException:
+            self.__exit__()  # no daemon left behind holding the next row's ports
+            raise
         th = threading.Thread(target=self._supervise, daemon=True)
         th.start()
         self._threads.append(th)
@@ -730,11 +734,15 @@ def run_fault(name: str, topo: Topology, quick: bool = False, carrier=None) -> R
                 f.fn(bed, quick)
                 r = bed.finish(name)
             except Exception as e:  # the row failed: keep whatever numbers there are
-                r = Result(name, error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}", notes=bed.notes,
-                           timings=bed.timings)
                 traceback.print_exc()
-                r.exits = sum(d.exits for d in bed.daemons)
-                r.tracebacks = sum(d.tracebacks() for d in bed.daemons)
+                error = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                if hasattr(bed, "ecg_tx"):  # traffic ran: what the receivers saw still counts
+                    r = bed.finish(name)
+                else:
+                    r = Result(name, notes=bed.notes, timings=bed.timings)
+                    r.exits = sum(d.exits for d in bed.daemons)
+                    r.tracebacks = sum(d.tracebacks() for d in bed.daemons)
+                r.error = error
             finally:
                 after = getattr(bed, "after", None)
                 if after is not None:
