@@ -70,9 +70,9 @@ class Instance:
 
     pid: int
     log_path: str
-    first_drops: int | None = None
-    last_drops: int | None = None
-    first_by_service: dict[str, int] = field(default_factory=dict)
+    # Each Bed starts fresh daemons and no traffic flows before the row starts it, so a
+    # process's counters from 0 are the row's: drops before its first poll count too.
+    last_drops: int = 0
     last_by_service: dict[str, int] = field(default_factory=dict)
     events: int = 0
     exited: int | None = None
@@ -145,20 +145,18 @@ class Daemon:
         inst = self.current
         d = drop_total(st.get("drops", {}))
         by_svc = {svc: drop_total(r) for svc, r in st.get("drops_by_service", {}).items()}
-        if inst.first_drops is None:
-            inst.first_drops, inst.first_by_service = d, by_svc
         inst.last_drops, inst.last_by_service = d, by_svc
         return st
 
     def counted(self) -> int:
-        """Drops this daemon counted over all its instances (since each one's first poll)."""
-        return sum((i.last_drops or 0) - (i.first_drops or 0) for i in self.instances)
+        """Drops this daemon counted over all its instances."""
+        return sum(i.last_drops for i in self.instances)
 
     def counted_by_service(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for i in self.instances:
             for svc, n in i.last_by_service.items():
-                out[svc] = out.get(svc, 0) + n - i.first_by_service.get(svc, 0)
+                out[svc] = out.get(svc, 0) + n
         return out
 
     def tracebacks(self) -> int:
@@ -172,11 +170,17 @@ class Daemon:
         return n
 
     def log_tail(self, n: int = 2500) -> str:
-        try:
-            with open(self.current.log_path, errors="replace") as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
+        """The end of each instance's log: an instance that exited shows why."""
+        out = []
+        for i in self.instances:
+            try:
+                with open(i.log_path, errors="replace") as f:
+                    text = f.read()[-n:]
+            except OSError:
+                text = ""
+            head = f"[pid {i.pid}" + (f", exited {i.exited}]" if i.exited is not None else "]")
+            out.append(f"{head}\n{text}")
+        return "\n".join(out)
 
 
 @dataclass
@@ -384,6 +388,7 @@ class Bed:
             r.events += sum(1 for e in evs if e.get("t", 0) >= self.events0.get(d.name, 0))
         r.tracebacks = sum(d.tracebacks() for d in self.daemons)
         r.exits = sum(d.exits for d in self.daemons)
+        r.notes += [f"{d.name} exited (status {c})" for d in self.daemons for c in d.exit_codes]
         return r
 
     def __exit__(self, *exc) -> None:
