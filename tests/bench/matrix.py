@@ -26,6 +26,8 @@ OUT = REPO / "artifacts" / "reliability.md"
 HEADER = ("| fault | verdict | ECG gap s | echo back s | lost: ECG / alarm / echo (receiver) "
           "| counted by haig | events | tracebacks | exits | notes |")
 SEP = "|" + "---|" * 10
+QUICK_NOTE = (" With `--quick` the long faults are shortened (titles give the full form): endpoint "
+              "away 10 s, both uplinks down 10 s and 30 s, flapping 20 s, loss windows 15 s, soak 1 min.")
 
 
 def _f(v: float | None) -> str:
@@ -77,7 +79,7 @@ def render(results: list[faults.Result], argv: list[str], started: float, commit
         "status over the row (all instances). *exits*: daemon exits nobody asked for (each "
         "one a procd respawn). A row is ok when haig recovered, every lost datagram was "
         "counted (tolerance: 5, the emulator's last UDP hop), and there were no exits and "
-        "no tracebacks.",
+        "no tracebacks." + (QUICK_NOTE if "--quick" in argv else ""),
         "",
         HEADER,
         SEP,
