@@ -6,10 +6,27 @@ importing lazily so `haig --help` stays fast on a router.
 
 from __future__ import annotations
 
-import argparse
-import sys
+import signal
 
-from haig import __version__
+# First thing, before any heavy import: a SIGHUP (an interface trigger at boot, a
+# reload) arriving while haig starts must not kill it (SIGHUP's default action). It is
+# remembered and handed to the daemon, which reloads once its own handler is in place.
+_early_hup: list[int] = []
+if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+    signal.signal(signal.SIGHUP, lambda signum, frame: _early_hup.append(signum))
+
+
+def take_early_hup() -> bool:
+    """Whether a SIGHUP arrived before the daemon installed its handler (and forget it)."""
+    got = bool(_early_hup)
+    _early_hup.clear()
+    return got
+
+
+import argparse  # noqa: E402  (after the SIGHUP guard on purpose)
+import sys  # noqa: E402
+
+from haig import __version__  # noqa: E402
 
 DEFAULT_CONFIG = "/etc/config/haig"
 
@@ -25,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the relay daemon")
     r.add_argument("--role", choices=("gateway", "endpoint"), help="override the role in the config")
     r.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="UCI-format config file (default %(default)s)")
-    r.add_argument("--state-dir", default="/var/run/haig", help="where the status socket lives")
 
     c = sub.add_parser("check-config", help="validate a config file and print what it means")
     c.add_argument("-c", "--config", default=DEFAULT_CONFIG)

@@ -15,11 +15,14 @@ from typing import Any
 from haig import __version__
 from haig.config import ConfigError, load_config, try_reload
 from haig.config.model import Config
-from haig.core.events import CONFIG, Event
+from haig.core.backoff import Backoff
+from haig.core.events import ASSOC, CONFIG, Event
 from haig.core.status import StatusModel
 from haig.relay.common import Clock, publish
 
 log = logging.getLogger("haig")
+
+RELAY_STABLE_S = 60.0  # a relay that ran this long failed afresh: restart it soon again
 
 
 class Daemon:
@@ -36,6 +39,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._api: Any = None
         self._ubus_stop: Any = None
+        self._reload_lock = asyncio.Lock()  # one reload at a time (SIGHUP, API, ubus)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -43,10 +47,15 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop.set)
-        self._loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
+        self._loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         self._start_surfaces()
         self._start_relay()
         self._publish("started", f"haig {__version__} started as {self.cfg.main.role}")
+        from haig.cli import take_early_hup
+
+        if take_early_hup():  # a SIGHUP during start-up (before the handler above)
+            log.info("reload requested during start-up: reloading now")
+            self._on_hup()
         await self._stop.wait()
         log.info("stopping")
         await self._stop_relay()
@@ -66,20 +75,44 @@ class Daemon:
 
         return Endpoint(cfg, self.status, clock=self.clock)
 
-    def _start_relay(self) -> None:
+    def _start_relay(self, relay: Any = None) -> None:
         m = self.cfg.main
         self.status.set_identity(m.role, m.gateway_id if m.role == "gateway" else None, __version__)
-        self.relay = self._make_relay(self.cfg)
+        self.relay = relay if relay is not None else self._make_relay(self.cfg)
         self._relay_task = asyncio.create_task(self._run_relay(self.relay))
 
+    def _on_hup(self) -> None:
+        async def reload() -> None:
+            with contextlib.suppress(ValueError):  # a refusal is reported by _reload itself
+                await self._reload()
+
+        asyncio.ensure_future(reload())
+
     async def _run_relay(self, relay: Any) -> None:
-        try:
-            await relay.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("relay failed; stopping so procd can respawn haig")
-            self._stop.set()
+        """Run the relay; if it fails, report it and start a fresh one after a back-off.
+        The daemon (API, ubus, status history) never goes down with a relay."""
+        backoff = Backoff()
+        while True:
+            started = self.clock.mono()
+            try:
+                await relay.run()
+                why = "relay ended"
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.exception("relay failed")
+                why = f"relay failed: {type(e).__name__}: {e}"
+            with contextlib.suppress(Exception):
+                await relay.stop()
+            if self.clock.mono() - started > RELAY_STABLE_S:
+                backoff.reset()
+            delay = backoff.next_delay(links_up=True)
+            if self.cfg.main.role == "gateway":
+                self.status.set_association("endpoint", state="restarting", reason=why, paths=[])
+            publish(self.status, self.clock, Event(self.clock.mono(), ASSOC, "haig", None, "restarting",
+                                                   f"{why}; restarting it in {delay:.1f} s"))
+            await asyncio.sleep(delay)
+            relay = self.relay = self._make_relay(self.cfg)
 
     async def _stop_relay(self) -> None:
         if self._relay_task is not None:
@@ -109,26 +142,47 @@ class Daemon:
     # -- reload -------------------------------------------------------------------------
 
     async def _reload(self) -> dict[str, Any]:
-        new, err = try_reload(self.path, self.cfg, self.role_override)
-        if err is not None:
-            msg = f"reload refused, still running the previous config: {err}"
-            log.error("%s", msg)
-            self.status.set_config_state(False, msg)
-            self._publish("rejected", msg)
-            raise ValueError(msg)
-        if new == self.cfg:
-            self.status.set_config_state(True, "reloaded: no change")
-            return {"ok": True, "changed": False}
-        if new.main.api_listen != self.cfg.main.api_listen or new.main.api_token != self.cfg.main.api_token:
-            log.warning("api_listen/api_token changes take effect on restart")
-        # The association's addresses and per-path settings are fixed when it is made:
-        # a changed config gets a fresh relay (a few seconds of re-association).
-        await self._stop_relay()
-        self.cfg = new
-        self._start_relay()
-        self.status.set_config_state(True, "reloaded")
-        self._publish("reloaded", "configuration reloaded and applied")
-        return {"ok": True, "changed": True}
+        """All or nothing, one at a time: a broken config, or a new relay that cannot
+        bind, leaves the running relay as it is (config.ok false, a `rejected` event)."""
+        async with self._reload_lock:
+            new, err = try_reload(self.path, self.cfg, self.role_override)
+            if err is not None:
+                self._reject(f"reload refused, still running the previous config: {err}")
+            if new == self.cfg:
+                self.status.set_config_state(True, "reloaded: no change")
+                return {"ok": True, "changed": False}
+            if new.main.api_listen != self.cfg.main.api_listen or new.main.api_token != self.cfg.main.api_token:
+                log.warning("api_listen/api_token changes take effect on restart")
+            relay = self.relay
+            if (new.main.role == self.cfg.main.role and hasattr(relay, "same_socket")
+                    and relay.same_socket(new)):
+                # Endpoint: peers, keys, targets, knobs on the same socket: in place, only
+                # the changed homes re-associate.
+                ended = await relay.reconfigure(new)
+                self.cfg = new
+                how = "applied in place" + (f"; re-associating {', '.join(ended)}" if ended else "")
+            else:
+                # The association's addresses and per-path settings are fixed when it is
+                # made: a fresh relay, bound before the old one is stopped.
+                fresh = self._make_relay(new)
+                try:
+                    await fresh.prepare(relay if new.main.role == self.cfg.main.role else None)
+                except Exception as e:
+                    self._reject(f"reload refused, still running the previous config: cannot bind: {e}")
+                fresh.adopt()
+                await self._stop_relay()
+                self.cfg = new
+                self._start_relay(fresh)
+                how = "new relay started"
+            self.status.set_config_state(True, f"reloaded: {how}")
+            self._publish("reloaded", f"configuration reloaded ({how})")
+            return {"ok": True, "changed": True}
+
+    def _reject(self, msg: str) -> None:
+        log.error("%s", msg)
+        self.status.set_config_state(False, msg)
+        self._publish("rejected", msg)
+        raise ValueError(msg)
 
     def _publish(self, new: str, reason: str) -> None:
         publish(self.status, self.clock, Event(self.clock.mono(), CONFIG, "haig", None, new, reason))

@@ -36,6 +36,7 @@ SCTP_SHUTDOWN_EVENT, SCTP_PARTIAL_DELIVERY_EVENT, SCTP_ADAPTATION_INDICATION = 0
 SCTP_AUTHENTICATION_EVENT, SCTP_SENDER_DRY_EVENT = 0x8008, 0x8009
 SCTP_STREAM_RESET_EVENT, SCTP_ASSOC_RESET_EVENT, SCTP_STREAM_CHANGE_EVENT = 0x800A, 0x800B, 0x800C
 SCTP_SEND_FAILED_EVENT = 0x800D
+SCTP_DATA_SENT = 1  # ssf_flags: the message had been transmitted (else SCTP_DATA_UNSENT, 0)
 # Where each notification struct keeps its assoc id: not always right after the 8-byte
 # header (remote error has an error code first, send-failed a whole sndinfo/sndrcvinfo).
 _ASSOC_ID_AT = {
@@ -104,7 +105,17 @@ class OtherNotification:
     assoc_id: int  # 0 for a type whose layout this module does not know
 
 
-Notification = AssocChange | PeerAddrChange | OtherNotification
+@dataclass(frozen=True)
+class SendFailed:
+    """SCTP_SEND_FAILED_EVENT: a message SCTP gave up on (PR-SCTP lifetime over, or
+    still unsent when the association ended); `data` is what it carried."""
+    error: int
+    sent: bool  # SCTP_DATA_SENT: it had been on the wire at least once
+    assoc_id: int
+    data: bytes
+
+
+Notification = AssocChange | PeerAddrChange | SendFailed | OtherNotification
 
 
 def parse_sockaddr(raw: bytes) -> tuple[str, int]:
@@ -143,6 +154,12 @@ def parse_notification(buf: bytes) -> Notification:
         addr = parse_sockaddr(buf[8:136])
         state, err, assoc = struct.unpack_from("=iii", buf, 136)
         return PeerAddrChange(addr, ADDR_CHANGE.get(state, str(state)), err, assoc)
+    if typ == SCTP_SEND_FAILED_EVENT:
+        if len(buf) < 32:
+            raise ValueError("send failed event truncated")
+        (err,) = struct.unpack_from("=I", buf, 8)
+        (assoc,) = struct.unpack_from("=i", buf, 28)
+        return SendFailed(err, bool(_flags & SCTP_DATA_SENT), assoc, bytes(buf[32:_length or len(buf)]))
     at = _ASSOC_ID_AT.get(typ)
     if at is None:
         return OtherNotification(typ, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import TextIO
 
@@ -11,6 +12,14 @@ from haig.config.uci import UciSection, UciSyntaxError, parse_uci
 from haig.config.validate import build_config, is_loopback_host, parse_hostport
 
 
+def parse_sections(text: str, source: str) -> list[UciSection]:
+    """Parse UCI text. Syntax errors raise ConfigError."""
+    try:
+        return parse_uci(text, source=source)
+    except UciSyntaxError as e:
+        raise ConfigError([Problem(why, ln) for ln, why in e.problems], source) from e
+
+
 def read_sections(path: str) -> list[UciSection]:
     """Parse a UCI file. Unreadable files and syntax errors raise ConfigError."""
     try:
@@ -18,15 +27,31 @@ def read_sections(path: str) -> list[UciSection]:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"cannot read {path}: {e}"], path) from e
-    try:
-        return parse_uci(text, source=path)
-    except UciSyntaxError as e:
-        raise ConfigError([Problem(why, ln) for ln, why in e.problems], path) from e
+    return parse_sections(text, path)
+
+
+def config_from_text(text: str, source: str = "<string>", role_override: str | None = None) -> Config:
+    """Parse and check UCI text. Raises ConfigError (and nothing else) for any input."""
+    return build_config(parse_sections(text, source), role_override=role_override, source=source)
 
 
 def load_config(path: str, role_override: str | None = None) -> Config:
     """Read, parse and check `path`. Raises ConfigError listing every problem found."""
     return build_config(read_sections(path), role_override=role_override, source=path)
+
+
+def main_options(path: str) -> dict[str, str]:
+    """The single-valued options of `config haig 'main'` as written, without checking
+    the rest of the file: for tools that must work while the file is broken elsewhere
+    (`haig status` finding the API). {} when the file is unreadable or unparsable."""
+    try:
+        sections = read_sections(path)
+    except ConfigError:
+        return {}
+    for sec in sections:
+        if sec.type == "haig":
+            return {k: o.value for k, o in sec.options.items() if not o.is_list}  # type: ignore[misc]
+    return {}
 
 
 def try_reload(path: str, current: Config, role_override: str | None = None
@@ -101,4 +126,25 @@ def check_config_cli(args, out: TextIO | None = None, err: TextIO | None = None)
         return 1
     print(f"{path}: OK", file=out)
     print(summarize(cfg), file=out)
+    for warning in unbindable_listens(cfg):
+        print(f"warning: {warning}", file=err)
     return 0
+
+
+def unbindable_listens(cfg: Config) -> list[str]:
+    """Gateway services whose listen address this machine does not have. A warning, not
+    an error: the file may be checked elsewhere than on the router, or before the LAN
+    address is configured; binding is the daemon's business."""
+    out = []
+    if cfg.main.role != "gateway":
+        return out
+    for s in cfg.services:
+        host, _ = parse_hostport(s.listen, names=False)
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(fam, socket.SOCK_DGRAM) as sock:
+                sock.bind((host, 0))  # port 0: only asks whether the address is ours
+        except OSError as e:
+            out.append(f"service '{s.name}': listen address {host} cannot be bound on this "
+                       f"machine ({e.strerror}): the daemon cannot listen there")
+    return out

@@ -69,7 +69,8 @@ class UciSection:
         """How error messages name this section: `uplink 'wan'` or `service (unnamed, line 9)`."""
         if self.name is None:
             return f"{self.type} (unnamed, line {self.line})"
-        return f"{self.type} '{self.name}'"
+        name = self.name if len(self.name) <= 40 else f"{self.name[:40]}..."  # long: cut
+        return f"{self.type} '{name}'"
 
 
 class UciSyntaxError(ValueError):

@@ -43,6 +43,16 @@ _GATEWAY_ID_RE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+# More digits than any range needs: refused before int(), which raises ValueError past
+# 4300 digits (CPython's int_max_str_digits) and is slow long before that.
+_MAX_INT_DIGITS = 18
+_SHOW_MAX = 40  # longest value quoted back in full in an error message
+
+# Limits the wire format imposes (haig/core/wire.py): HELLO carries the gateway id and
+# each service name behind a one-byte length, and the services behind a one-byte count
+# (WELCOME answers with one flag per service, counted in one byte too).
+WIRE_NAME_MAX_BYTES = 255
+WIRE_MAX_SERVICES = 255
 
 
 class _Bad(ValueError):
@@ -97,9 +107,13 @@ def _convert(kind: str, f: Field, raw: str):
     if kind == "int":
         lo, hi = meta.get("range", (None, None))
         rng = f" (allowed {lo}..{hi})" if "range" in meta else ""
-        if not _INT_RE.match(raw.strip()):
+        text = raw.strip()
+        if not _INT_RE.match(text):
             raise _Bad(f"is not a whole number{rng}")
-        v = int(raw)
+        sign, digits = ("-" if text[0] == "-" else ""), text.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > _MAX_INT_DIGITS:
+            raise _Bad(f"is out of range{rng or ' (far too many digits)'}")
+        v = int(sign + digits)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise _Bad(f"is out of range{rng}")
         return v
@@ -116,6 +130,14 @@ def _suggest(word: str, known: Iterable[str]) -> str:
 # ---------------------------------------------------------------- addresses
 
 
+def shown(value: object) -> str:
+    """A value as quoted back in an error: long ones cut, with their length."""
+    value = str(value)
+    if len(value) <= _SHOW_MAX:
+        return value
+    return f"{value[:_SHOW_MAX]}... ({len(value)} characters)"
+
+
 def is_placeholder(value: str) -> bool:
     return value.strip().upper().startswith(PLACEHOLDER)
 
@@ -125,7 +147,7 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(text)  # no strip: ' 1.2.3.4' is refused, visibly quoted
     except ValueError:
-        raise ValueError(f"'{text}' is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"'{shown(text)}' is not an IPv4 or IPv6 address") from None
 
 
 def parse_hostport(text: str, names: bool = True) -> tuple[str, int]:
@@ -140,7 +162,7 @@ def parse_hostport(text: str, names: bool = True) -> tuple[str, int]:
             if ipaddress.ip_address(host).version != 6:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"'[{host}]' is not an IPv6 address") from None
+            raise ValueError(f"'[{shown(host)}]' is not an IPv6 address") from None
     else:
         host, sep, port = s.rpartition(":")
         if not sep:
@@ -154,9 +176,9 @@ def parse_hostport(text: str, names: bool = True) -> tuple[str, int]:
         except ValueError:
             if not names or re.fullmatch(r"[0-9.]+", host) or not _HOSTNAME_RE.match(host):
                 kind = "an IPv4 address" if not names else "an IPv4 address or host name"
-                raise ValueError(f"'{host}' is not {kind}") from None
+                raise ValueError(f"'{shown(host)}' is not {kind}") from None
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port '{port}' is not a number in 1..65535")
+        raise ValueError(f"port '{shown(port)}' is not a number in 1..65535")
     return host, int(port)
 
 
@@ -243,13 +265,13 @@ class _Builder:
                 kwargs[oname] = ""  # '' cannot be stored through uci (it deletes the option)
                 continue
             if kind == "str" and is_placeholder(raw):
-                self.err(f"{here} is still the placeholder '{raw}'; set it. It means: {f.metadata['doc']}", o.line)
+                self.err(f"{here} is still the placeholder '{shown(raw)}'; set it. It means: {f.metadata['doc']}", o.line)
                 self.bad.add((id(sec), oname))
                 continue
             try:
                 kwargs[oname] = _convert(kind, f, raw)
             except _Bad as e:
-                self.err(f"{here} = '{raw}' {e}", o.line)
+                self.err(f"{here} = '{shown(raw)}' {e}", o.line)
                 self.bad.add((id(sec), oname))
         obj = cls(**kwargs) if cls is Main else cls(name=sec.name, **kwargs)
         self.secs[id(obj)] = sec
@@ -268,7 +290,7 @@ class _Builder:
         try:
             parse_ip(value)
         except ValueError as e:
-            self.err(f"{self.label(obj)}: option {option} = '{value}' is not an IP address ({e}; "
+            self.err(f"{self.label(obj)}: option {option} = '{shown(value)}' is not an IP address ({e}; "
                      "names are not accepted: give an IPv4 or IPv6 literal)", self.line(obj, option))
             if id(obj) in self.secs:
                 self.bad.add((id(self.secs[id(obj)]), option))
@@ -279,7 +301,7 @@ class _Builder:
             return parse_hostport(value, names=names)
         except ValueError as e:
             eg = "127.0.0.1:1194 or [::1]:1194"
-            self.err(f"{self.label(obj)}: option {option} = '{value}' is not host:port ({e}; e.g. {eg})",
+            self.err(f"{self.label(obj)}: option {option} = '{shown(value)}' is not host:port ({e}; e.g. {eg})",
                      self.line(obj, option))
             return None
 
@@ -305,7 +327,7 @@ class _Builder:
             if hp and not is_loopback_host(hp[0]) and self.ok(m, "api_token"):
                 if len(m.api_token) < MIN_SECRET_LEN:
                     self.err(f"{L}: option api_token is {'missing' if not m.api_token else 'too short'}: "
-                             f"api_listen = '{m.api_listen}' is not loopback, so the API needs a token "
+                             f"api_listen = '{shown(m.api_listen)}' is not loopback, so the API needs a token "
                              f"of at least {MIN_SECRET_LEN} characters", self.line(m, "api_token"))
 
     def check_uplink(self, u: Uplink) -> None:
@@ -314,10 +336,10 @@ class _Builder:
             self.err(f"{L}: set option interface (OpenWrt interface, e.g. wan) or option device "
                      "(Linux device): one of them is needed to watch this uplink", self.line(u))
         if u.interface and self.ok(u, "interface") and not re.fullmatch(r"[A-Za-z0-9_]+", u.interface):
-            self.err(f"{L}: option interface = '{u.interface}' is not an OpenWrt interface name "
+            self.err(f"{L}: option interface = '{shown(u.interface)}' is not an OpenWrt interface name "
                      "(letters, digits and _)", self.line(u, "interface"))
         if u.device and self.ok(u, "device") and not _valid_device(u.device):
-            self.err(f"{L}: option device = '{u.device}' is not a Linux device name "
+            self.err(f"{L}: option device = '{shown(u.device)}' is not a Linux device name "
                      "(1..15 characters, no '/', ':' or spaces)", self.line(u, "device"))
         self.check_ip(u, "endpoint_address", required=True,
                       what="the endpoint's address reached over this uplink")
@@ -329,7 +351,7 @@ class _Builder:
             if v and self.ok(u, o):
                 fams[o] = parse_ip(v).version
         if len(set(fams.values())) > 1:
-            self.err(f"{L}: " + ", ".join(f"{o} = '{getattr(u, o)}'" for o in fams)
+            self.err(f"{L}: " + ", ".join(f"{o} = '{shown(getattr(u, o))}'" for o in fams)
                      + " mix IPv4 and IPv6; one path uses one address family", self.line(u))
         if self.ok(u, "pf_retrans", "path_max_retrans") and u.pf_retrans > u.path_max_retrans:
             self.err(f"{L}: option pf_retrans = '{u.pf_retrans}' is out of range "
@@ -346,7 +368,7 @@ class _Builder:
                 key = str(parse_ip(v))  # 2001:db8::1 == 2001:DB8:0::1
             if key in seen:
                 first = seen[key]
-                self.err(f"{self.label(o)}: option {option} = '{v}' is also used by "
+                self.err(f"{self.label(o)}: option {option} = '{shown(v)}' is also used by "
                          f"{self.label(first)}; {why}", self.line(o, option))
             else:
                 seen[key] = o
@@ -358,7 +380,7 @@ class _Builder:
                 self.err(f"{L}: option gateway_id is missing: the gateway role needs this home's identity "
                          "(letters, digits and _, as the endpoint's `config gateway` section name)", self.line(m))
             elif not _GATEWAY_ID_RE.match(m.gateway_id):
-                self.err(f"{L}: option gateway_id = '{m.gateway_id}' is not allowed (letters, digits and _, "
+                self.err(f"{L}: option gateway_id = '{shown(m.gateway_id)}' is not allowed (letters, digits and _, "
                          "1..64 characters: the endpoint uses it as a UCI section name)",
                          self.line(m, "gateway_id"))
         self.check_secret(m, "key", "the gateway role needs the secret shared with the endpoint")
@@ -382,7 +404,15 @@ class _Builder:
         """Each service of this role needs `option` (listen / target) as host:port."""
         if not services:
             self.err(f"the {role} role needs at least one `config service` section with option {option}")
+        if len(services) > WIRE_MAX_SERVICES:
+            self.err(f"{len(services)} `config service` sections: allowed at most {WIRE_MAX_SERVICES} "
+                     "(the admission handshake counts them in one byte)",
+                     self.line(services[WIRE_MAX_SERVICES]))
         for s in services:
+            n = len(s.name.encode())
+            if n > WIRE_NAME_MAX_BYTES:
+                self.err(f"{self.label(s)}: the service name is {n} bytes long; allowed 1..{WIRE_NAME_MAX_BYTES} "
+                         "(the admission handshake carries it behind a one-byte length)", self.line(s))
             if not self.ok(s, option):
                 continue
             if not getattr(s, option):
@@ -402,10 +432,10 @@ class _Builder:
                 try:
                     ip = parse_ip(a)
                 except ValueError as e:
-                    self.err(f"{L}: list bind = '{a}' is not an IP address ({e})", self.line(m, "bind"))
+                    self.err(f"{L}: list bind = '{shown(a)}' is not an IP address ({e})", self.line(m, "bind"))
                     continue
                 if ip in seen:
-                    self.err(f"{L}: list bind = '{a}' is given twice", self.line(m, "bind"))
+                    self.err(f"{L}: list bind = '{shown(a)}' is given twice", self.line(m, "bind"))
                 seen.add(ip)
         if not peers:
             self.err("the endpoint role needs at least one `config gateway 'ID'` section "
@@ -414,6 +444,9 @@ class _Builder:
             self.err("the endpoint role needs at least one enabled `config gateway` section "
                      f"(all {len(peers)} have enabled = 0)")
         for p in peers:
+            if not _GATEWAY_ID_RE.match(p.name):
+                self.err(f"{self.label(p)}: '{shown(p.name)}' is not a gateway id (letters, digits and _, "
+                         "1..64 characters, as the gateway's option gateway_id)", self.line(p))
             self.check_secret(p, "key", "each gateway needs the secret it shares with this endpoint")
         self.check_services("endpoint", services, "target", names=True,
                             what="host:port datagrams are delivered to")

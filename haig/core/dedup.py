@@ -9,9 +9,18 @@ A seq older than the window is refused: its twin was delivered long ago or it is
 late to matter. So a sender that restarts its numbering must do it with a new flow (the
 relay drops a flow's window with the flow, and all of a gateway's flows when its
 association restarts); otherwise its first 2**31 seqs could look old.
+
+`EpochDedup` makes that hold whatever the other side does: a critical seq carries the
+sender's flow *epoch* in its top 8 bits (a fresh random epoch for every flow instance
+the sender opens, e.g. after a re-association or after it expired the flow) and a
+24-bit counter below. The receiver keeps one window per recent epoch, so a restarted
+numbering starts a new window instead of looking old; a copy still in flight from the
+previous instance meets its own (kept) window.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 SEQ_BITS = 32
 SEQ_MOD = 1 << SEQ_BITS
@@ -75,3 +84,43 @@ class DedupWindow:
     def _ok(self) -> bool:
         self.accepted += 1
         return True
+
+
+EPOCH_SHIFT = 24
+COUNTER_MOD = 1 << EPOCH_SHIFT
+EPOCHS = 256
+EPOCHS_KEPT = 2  # windows per flow: the current sender instance and the one before
+
+
+def epoch_seq(epoch: int, counter: int) -> int:
+    return (epoch % EPOCHS) << EPOCH_SHIFT | counter % COUNTER_MOD
+
+
+class EpochDedup:
+    """Per-flow duplicate suppression over (epoch, counter) seqs; see the module doc."""
+
+    __slots__ = ("size", "_windows")
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._windows: OrderedDict[int, DedupWindow] = OrderedDict()
+
+    def accept(self, seq: int) -> bool:
+        if not 0 <= seq < SEQ_MOD:
+            raise ValueError(f"seq {seq} is not a 32-bit unsigned integer")
+        epoch = seq >> EPOCH_SHIFT
+        w = self._windows.get(epoch)
+        if w is None:
+            w = self._windows[epoch] = DedupWindow(self.size)
+            while len(self._windows) > EPOCHS_KEPT:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(epoch)
+        return w.accept(seq & (COUNTER_MOD - 1))
+
+    def reset(self) -> None:
+        self._windows.clear()
+
+    @property
+    def duplicates(self) -> int:
+        return sum(w.duplicates for w in self._windows.values())

@@ -18,12 +18,13 @@ datagrams that came over the link and were sent to it.
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from haig.core.dedup import DedupWindow, seq_next
+from haig.core.dedup import COUNTER_MOD, EPOCHS, EpochDedup, epoch_seq
 
 FLOW_ID_MAX = 0xFFFFFFFF
 
@@ -42,8 +43,9 @@ class Flow:
     tx_packets: int = 0
     tx_bytes: int = 0
     drops: int = 0
-    tx_seq: int = 0  # next seq for this flow's critical datagrams (sender side)
-    dedup: DedupWindow | None = None  # receiver side, made on first use
+    tx_seq: int = 0  # next counter for this flow's critical datagrams (sender side)
+    epoch: int = 0  # this instance's seq epoch (set by the table: differs from the last instance's)
+    dedup: EpochDedup | None = None  # receiver side, made on first use
     data: Any = field(default=None, repr=False)  # the relay's handle (e.g. its UDP socket)
 
     def count_rx(self, nbytes: int) -> None:
@@ -55,12 +57,17 @@ class Flow:
         self.tx_bytes += nbytes
 
     def next_seq(self) -> int:
-        seq, self.tx_seq = self.tx_seq, seq_next(self.tx_seq)
+        """(epoch, counter) as one 32-bit seq (haig.core.dedup); the counter running
+        out moves to the next epoch, which the receiver sees as a fresh window."""
+        seq = epoch_seq(self.epoch, self.tx_seq)
+        self.tx_seq += 1
+        if self.tx_seq == COUNTER_MOD:
+            self.tx_seq, self.epoch = 0, (self.epoch + 1) % EPOCHS
         return seq
 
-    def dedup_window(self, size: int = 4096) -> DedupWindow:
+    def dedup_window(self, size: int = 4096) -> EpochDedup:
         if self.dedup is None:
-            self.dedup = DedupWindow(size)
+            self.dedup = EpochDedup(size)
         return self.dedup
 
 
@@ -80,6 +87,7 @@ class FlowTable:
         n_streams: int = 10,
         first_stream: int = 0,
         first_id: int = 1,
+        first_epoch: int | None = None,
     ) -> None:
         if max_flows < 1 or idle_s <= 0 or n_streams < 1 or first_stream < 0:
             raise ValueError("max_flows >= 1, idle_s > 0, n_streams >= 1, first_stream >= 0")
@@ -90,6 +98,11 @@ class FlowTable:
         self.n_streams = n_streams
         self.first_stream = first_stream
         self._next_id = first_id
+        # Each flow instance numbers its critical seqs in its own epoch (haig.core.dedup):
+        # counting up, so a flow re-opened after it expired never reuses the epoch of
+        # its previous instance (unless 256 flows were opened in between); random start,
+        # so a restarted daemon does not start where the previous one did.
+        self._epoch = random.randrange(EPOCHS) if first_epoch is None else first_epoch % EPOCHS
         self._by_key: dict[Hashable, Flow] = {}
         self._by_id: OrderedDict[int, Flow] = OrderedDict()  # least recently seen first
         self.opened_total = 0
@@ -135,7 +148,8 @@ class FlowTable:
         fid = self._alloc_id()
         if stream is None:
             stream = self.first_stream + fid % self.n_streams
-        flow = Flow(fid, key, stream, now, now, service=service, critical=critical)
+        flow = Flow(fid, key, stream, now, now, service=service, critical=critical, epoch=self._epoch)
+        self._epoch = (self._epoch + 1) % EPOCHS
         self._by_key[key] = flow
         self._by_id[fid] = flow
         self.opened_total += 1

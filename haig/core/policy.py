@@ -88,9 +88,11 @@ from haig.core.events import (
     Event,
     EventHistory,
 )
+from haig.core.states import PATH_RANK, PathState
 
-ACTIVE, PF, UNREACHABLE, UNCONFIRMED, REMOVED = "active", "pf", "unreachable", "unconfirmed", "removed"
-UNKNOWN = "unknown"  # policy-only: association down, or nothing reported yet
+ACTIVE, PF, UNREACHABLE = PathState.ACTIVE, PathState.PF, PathState.UNREACHABLE
+UNCONFIRMED, REMOVED = PathState.UNCONFIRMED, PathState.REMOVED
+UNKNOWN = PathState.UNKNOWN  # association down, or nothing reported yet
 STATES = (ACTIVE, PF, UNREACHABLE, UNCONFIRMED, REMOVED)
 FAILED_STATES = (PF, UNREACHABLE, REMOVED)
 NO_HEALTHY_PATH = "no_healthy_path"
@@ -105,8 +107,9 @@ _STATE_TEXT = {
     REMOVED: "removed from the association",
     UNKNOWN: "unknown",
 }
-# Only used when nothing is healthy: which unhealthy path is the least bad primary.
-_BADNESS = {ACTIVE: 0, UNCONFIRMED: 1, PF: 2, UNKNOWN: 3, UNREACHABLE: 4, REMOVED: 5}
+# Only used when nothing is healthy: which unhealthy path is the least bad primary
+# (the endpoint ranks paths for critical copies with the same table).
+_BADNESS = PATH_RANK
 
 
 @dataclass(frozen=True)

@@ -22,20 +22,16 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from haig.core import drops
 from haig.core.events import Event, EventHistory
+from haig.core.states import AssocState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # additions only since 1 (drops_by_service, enums): readers of 1 keep working
 
-# Reasons the relay counts drops for; always present in snapshots (as 0) so surfaces
-# can show "nothing dropped" rather than nothing. Other reasons are accepted too.
-DROP_REASONS = (
-    "queue_full",
-    "oversized",
-    "malformed",
-    "unknown_flow",
-    "no_association",
-    "flow_table_full",
-)
+# Reasons the relay counts drops for (haig.core.drops); always present in snapshots (as
+# 0) so surfaces can show "nothing dropped" rather than nothing. Other reasons are
+# accepted too.
+DROP_REASONS = drops.REASONS
 
 # What PathPolicy.uplink_view() reports, as the status shows it: the daemon can feed
 # `update_uplink(name, **{k: v for k, v in view.items() if k in POLICY_FIELDS})`.
@@ -60,7 +56,7 @@ ASSOCIATION_FIELDS = ("state", "gateway_id", "assoc_id", "primary", "since", "re
 PATH_FIELDS = ("address", "uplink", "state", "srtt_ms", "rto_ms", "cwnd", "primary")
 
 # Association state meaning "traffic can flow" (see docs/status.md for the vocabulary).
-ASSOC_UP = "up"
+ASSOC_UP = AssocState.UP
 # At most this many flows are listed in a snapshot (an endpoint may hold thousands);
 # `flows_total` always gives the real count.
 MAX_FLOWS_LISTED = 200
@@ -146,6 +142,7 @@ class StatusModel:
         self._assocs: dict[str, dict[str, Any]] = {}
         self._flows: list[dict[str, Any]] = []
         self._drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._drops_by_service: dict[str, dict[str, int]] = {}
         self._config = {"ok": True, "message": ""}
 
     # -- change tracking -------------------------------------------------------
@@ -303,10 +300,14 @@ class StatusModel:
                 self._flows = new
                 self._changed()
 
-    def count_drop(self, reason: str, n: int = 1) -> None:
-        """Count dropped datagrams. Hot path: does not wake waiters."""
+    def count_drop(self, reason: str, n: int = 1, *, service: str | None = None) -> None:
+        """Count dropped datagrams (of `service` when one can be named). Hot path:
+        does not wake waiters."""
         with self._lock:
             self._drops[reason] = self._drops.get(reason, 0) + n
+            if service:
+                per = self._drops_by_service.setdefault(service, {})
+                per[reason] = per.get(reason, 0) + n
             self._counters_version += 1
 
     def set_config_state(self, ok: bool, message: str) -> None:
@@ -372,6 +373,7 @@ class StatusModel:
                 "flows": copy.deepcopy(self._flows[:MAX_FLOWS_LISTED]),
                 "flows_total": len(self._flows),
                 "drops": dict(self._drops),
+                "drops_by_service": {k: dict(v) for k, v in sorted(self._drops_by_service.items())},
                 "events": [e.to_dict() for e in recent],
                 "last_event_seq": self._history.last_seq,
                 "config": dict(self._config),

@@ -1,10 +1,8 @@
-"""Pieces both relay roles share: the SCTP socket set-up, UDP sockets, clocks, and
-publishing policy/relay events to the one status model."""
+"""Pieces both relay roles share besides the SCTP driver: UDP sockets, clocks, and
+publishing core events to the one status model."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import socket
@@ -17,8 +15,6 @@ from haig.core.status import StatusModel
 
 log = logging.getLogger("haig")
 
-N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
-SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
 
 
 class Clock:
@@ -38,15 +34,6 @@ def publish(status: StatusModel, clock: Clock, ev: Event) -> Event:
     level = logging.WARNING if ev.kind in ("failover", "drop") or ev.new in ("refused",) else logging.INFO
     log.log(level, "%s %s: %s -> %s (%s)", ev.kind, ev.subject, ev.old, ev.new, ev.reason)
     return status.add_event(ev)
-
-
-async def cancel_tasks(tasks: list[asyncio.Task]) -> None:
-    """Cancel the role's background tasks and wait until each has really ended."""
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(BaseException):
-            await t
 
 
 def family_of(host: str) -> int:

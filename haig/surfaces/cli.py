@@ -8,7 +8,6 @@ unless --api is given.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 import urllib.error
@@ -17,6 +16,9 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from haig.config.errors import ConfigError
+from haig.config.loader import load_config, main_options
+from haig.config.validate import parse_hostport
 from haig.core.status import display_name
 
 DEFAULT_API = "http://127.0.0.1:8990"
@@ -32,51 +34,25 @@ class CliError(Exception):
 # -- where the daemon is -------------------------------------------------------
 
 
-def _scan_uci(path: str) -> dict[str, str]:
-    """The options of the `config haig` section, read with the UCI file syntax
-    (enough for two string options; the full loader may reject the file for
-    unrelated reasons, and `haig status` must still work then)."""
-    opts: dict[str, str] = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return opts
-    in_main = False
-    for line in lines:
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        if not words:
-            continue
-        if words[0] == "config":
-            in_main = len(words) >= 2 and words[1] == "haig"
-        elif in_main and words[0] == "option" and len(words) >= 3:
-            opts[words[1]] = words[2]
-    return opts
-
-
 def _config_api(path: str) -> tuple[str | None, str]:
-    """(api_listen or None when not configured, api_token) from the config file."""
+    """(api_listen or None when not configured, api_token) from the config file: the
+    checked config when it loads, else the main section as written (a config broken
+    elsewhere must not stop `haig status` from finding the daemon)."""
     try:
-        from haig.config import loader  # the full loader, when it can read the file
-
-        load = getattr(loader, "load_config", None) or loader.load
-        main = load(path).main
+        main = load_config(path).main
         return main.api_listen, main.api_token
-    except Exception:
-        opts = _scan_uci(path)
+    except ConfigError:
+        opts = main_options(path)
         return opts.get("api_listen"), opts.get("api_token", "")
 
 
 def listen_to_url(listen: str) -> str:
     """'host:port' (as in api_listen) -> base URL a local client can reach."""
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit():
-        raise CliError(f"api_listen {listen!r} is not host:port")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "*"):
+    try:
+        host, port = parse_hostport(listen)
+    except ValueError as e:
+        raise CliError(f"api_listen '{listen}' is not host:port ({e})") from None
+    if host == "0.0.0.0":
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"

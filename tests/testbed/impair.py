@@ -53,6 +53,21 @@ class Impairments:
         self._loss[link] = percent
         return ch
 
+    def netem(self, link: str, spec: str, side: str = "both") -> Change:
+        """Any netem loss/corruption `spec` on main (e.g. `loss gemodel 5% 30% 70% 0.1%`
+        for bursty Gilbert-Elliott loss); side "gw" impairs only gateway->endpoint
+        packets, "ep" only endpoint->gateway. `loss(link, 0)` undoes it."""
+        lk = self.topo.links[link]
+        if link != "main":
+            raise ValueError("netem impairments are modelled on the main link only")
+        ends = {"gw": [(self.topo.gw, lk.gw_dev)], "ep": [(self.topo.ep, lk.ep_dev)]}
+        ends["both"] = ends["gw"] + ends["ep"]
+        ch = self._apply(f"{spec} ({side})", link, [
+            (ns, f"tc qdisc change dev {dev} root netem delay 0ms limit 10000 {spec}")
+            for ns, dev in ends[side]])
+        self._loss[link] = 100.0  # anything non-zero: clear() resets it
+        return ch
+
     def down(self, link: str) -> Change:
         """Carrier loss as the router sees it: the gateway's end goes down."""
         lk = self.topo.links[link]

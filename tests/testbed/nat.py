@@ -93,3 +93,19 @@ def build(**kw) -> NatBed:
         topo.teardown()
         raise
     return NatBed(topo, carrier)
+
+
+def change_external_port(carrier: Netns, ports: str = "40000-40999") -> None:
+    """The carrier maps its flows to other external ports (as a CGNAT does when its
+    mapping times out or it restarts): masquerade into a new port range and forget every
+    existing mapping, so the next packet of each flow leaves from a new port."""
+    from pyroute2 import Conntrack  # in the dev venv (requirements-dev.txt)
+
+    carrier.run("nft flush chain ip carrier postrouting")
+    carrier.run(f"nft add rule ip carrier postrouting oifname wan0 masquerade to :{ports}")
+    with carrier.enter():
+        ct = Conntrack()
+        try:
+            ct.flush()
+        finally:
+            ct.close()

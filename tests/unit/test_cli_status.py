@@ -104,7 +104,6 @@ def test_api_disabled_in_config(tmp_path, capsys):
     [
         ("127.0.0.1:8990", "http://127.0.0.1:8990"),
         ("0.0.0.0:9000", "http://127.0.0.1:9000"),
-        (":9000", "http://127.0.0.1:9000"),
         ("[::]:9000", "http://[::1]:9000"),
         ("[fd00::1]:9000", "http://[fd00::1]:9000"),
         ("192.168.1.1:80", "http://192.168.1.1:80"),
@@ -161,10 +160,24 @@ def test_sse_parser():
     assert list(cli.sse_messages(raw)) == [("event", '{"a":\n1}', "7"), ("message", "x", None)]
 
 
-def test_scan_uci_reads_only_the_main_section(tmp_path):
+def test_broken_config_still_gives_the_api_from_the_main_section(tmp_path):
+    # the file fails validation (no role settings at all), but the UCI reader finds main's options
     cfg = tmp_path / "haig"
     cfg.write_text(
         "config uplink 'x'\n\toption api_token 'wrong'\n"
         "config haig 'main'\n\toption api_token \"it's\"\n\toption api_listen '1.2.3.4:5'\n"
     )
-    assert cli._scan_uci(str(cfg)) == {"api_token": "it's", "api_listen": "1.2.3.4:5"}
+    assert cli._config_api(str(cfg)) == ("1.2.3.4:5", "it's")
+
+
+def test_unparsable_config_falls_back_to_the_default_api(tmp_path):
+    cfg = tmp_path / "haig"
+    cfg.write_text("config haig 'main'\n\toption api_listen '1.2.3.4:5\n")  # quote left open
+    args = build_parser().parse_args(["status", "-c", str(cfg)])
+    assert cli.resolve_api(args) == (cli.DEFAULT_API, "")
+
+
+@pytest.mark.parametrize("listen", [":9000", "*:9000", "127.0.0.1", "1.2.3.4:99999", "[::1:80"])
+def test_listen_not_host_port_is_a_named_error(listen):
+    with pytest.raises(cli.CliError, match="api_listen"):
+        cli.listen_to_url(listen)

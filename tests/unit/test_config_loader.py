@@ -148,3 +148,13 @@ config service 'openvpn'
     assert "bound to: 192.0.2.1" in text and "home_2   (disabled)" in text
     assert "target 127.0.0.1:1194  fully reliable" in text
     assert "0123456789abcdef" not in text
+
+
+def test_check_config_warns_about_a_listen_address_not_on_this_machine(good):
+    # 192.0.2.0/24 (TEST-NET-1) is nobody's address here: accepted, with a warning
+    text = good.read_text().replace("127.0.0.1:1194", "192.0.2.77:1194")
+    assert text != good.read_text()
+    good.write_text(text)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config_cli(Namespace(config=str(good), role=None), out, err) == 0
+    assert "warning: service" in err.getvalue() and "192.0.2.77 cannot be bound" in err.getvalue()

@@ -107,3 +107,17 @@ def test_two_reordered_copies_deliver_each_seq_exactly_once(start, n, jitter, se
     delivered = [s for _, s in arrivals if w.accept(s)]
     assert sorted(delivered) == sorted(seqs)
     assert w.duplicates == n and w.too_old == 0
+
+
+def test_epoch_dedup_a_restarted_numbering_is_a_new_window_not_old():
+    from haig.core.dedup import EpochDedup, epoch_seq
+
+    d = EpochDedup(64)
+    assert all(d.accept(epoch_seq(7, c)) for c in range(5000))
+    # the sender re-opened the flow (re-association, or it expired the flow): new epoch
+    assert d.accept(epoch_seq(9, 0)) and not d.accept(epoch_seq(9, 0))
+    # a copy from the previous instance still in flight meets its own window
+    assert not d.accept(epoch_seq(7, 4999)) and d.accept(epoch_seq(9, 1))
+    assert d.duplicates == 2
+    # a third instance evicts the oldest window
+    assert d.accept(epoch_seq(3, 0)) and d.accept(epoch_seq(7, 4999))

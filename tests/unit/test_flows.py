@@ -84,7 +84,8 @@ def test_counters_seq_and_dedup_window():
     f.count_rx(50)
     f.count_tx(20)
     assert (f.rx_packets, f.rx_bytes, f.tx_packets, f.tx_bytes) == (2, 150, 1, 20)
-    assert [f.next_seq() for _ in range(3)] == [0, 1, 2]
+    e = f.epoch << 24
+    assert [f.next_seq() for _ in range(3)] == [e, e + 1, e + 2]
     w = f.dedup_window(64)
     assert f.dedup_window() is w and w.size == 64
 
@@ -114,3 +115,10 @@ def test_bad_arguments():
         FlowTable(0, 60)
     with pytest.raises(ValueError):
         FlowTable(1, 60, first_id=0)
+
+
+def test_seq_counter_running_out_moves_to_the_next_epoch():
+    f = FlowTable(max_flows=2, idle_s=60).get_or_open(A, 0, critical=True)
+    f.epoch, f.tx_seq = 255, (1 << 24) - 1
+    assert f.next_seq() == 0xFFFFFFFF
+    assert (f.epoch, f.tx_seq) == (0, 0) and f.next_seq() == 0

@@ -474,16 +474,21 @@ def header_then(typ: int, body: bytes) -> bytes:
 @pytest.mark.parametrize("typ, body", [
     (sctp_io.SCTP_SHUTDOWN_EVENT, struct.pack("=i", 21)),
     (sctp_io.SCTP_REMOTE_ERROR, struct.pack("!H2x", 7) + struct.pack("=i", 21) + b"\0\x07\0\x04"),
-    (sctp_io.SCTP_SEND_FAILED_EVENT, struct.pack("=I", 1) + struct.pack("=HHIIi", 0, 0, 0, 0, 0) + struct.pack("=i", 21) + b"payload"),
     (sctp_io.SCTP_SEND_FAILED, struct.pack("=I", 1) + bytes(32) + struct.pack("=i", 21)),
     (sctp_io.SCTP_PARTIAL_DELIVERY_EVENT, struct.pack("=I", 0) + struct.pack("=i", 21) + bytes(8)),
     (sctp_io.SCTP_ADAPTATION_INDICATION, struct.pack("=I", 0) + struct.pack("=i", 21)),
     (sctp_io.SCTP_AUTHENTICATION_EVENT, struct.pack("=HHI", 1, 0, 0) + struct.pack("=i", 21)),
     (sctp_io.SCTP_SENDER_DRY_EVENT, struct.pack("=i", 21)),
-], ids=["shutdown", "remote_error", "send_failed_event", "send_failed", "partial_delivery", "adaptation",
+], ids=["shutdown", "remote_error", "send_failed", "partial_delivery", "adaptation",
         "authentication", "sender_dry"])
 def test_other_notifications_read_the_assoc_id_where_the_struct_has_it(typ, body):
     assert sctp_io.parse_notification(header_then(typ, body)) == sctp_io.OtherNotification(typ, 21)
+
+
+def test_send_failed_event_carries_the_abandoned_message():
+    body = struct.pack("=I", 1) + struct.pack("=HHIIi", 0, 0, 0, 0, 0) + struct.pack("=i", 21) + b"payload"
+    buf = struct.pack("=HHI", sctp_io.SCTP_SEND_FAILED_EVENT, sctp_io.SCTP_DATA_SENT, 8 + len(body)) + body
+    assert sctp_io.parse_notification(buf) == sctp_io.SendFailed(1, True, 21, b"payload")
 
 
 def test_unknown_notification_type_has_no_assoc_id():

@@ -1,0 +1,401 @@
+"""The endpoint's side of the relay protocol as a pure state machine (sans-I/O).
+
+`EndpointCore` holds one `Session` per SCTP association on the endpoint's one-to-many
+socket: admission (haig.core.admission's table: CHALLENGE out, HELLO checked against
+the gateway's key, WELCOME or REFUSED then ABORT), the gateway's flows and their
+targets, critical copies (the second copy on the best other path, ranked like the
+gateway's policy ranks paths), de-duplication, PATH (follow the gateway's primary),
+CLOSE, the admission timeout, and the account of every datagram not delivered.
+
+Inputs carry `now`; outputs are pulled after each input: `next_action()` (Tune, Abort,
+FollowPath, SampleAll, CloseTarget), each session's `queue`, `datagrams_to_deliver()`
+(to targets), `next_event()`, `ledger.take()`, `status_updates()`, `get_timer()`.
+A changed config is applied in place (`reconfigure`): only the homes whose gateway
+section, key or service targets changed lose their association.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from haig.config.model import Config, Peer, Service
+from haig.core import drops, wire
+from haig.core.admission import ENDPOINT, Adm, Admission, IllegalMessage
+from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_messages, first_copy
+from haig.core.drops import DropLedger
+from haig.core.events import ASSOC, Event
+from haig.core.flows import Flow, FlowTable
+from haig.core.outputs import CoreOutputs
+from haig.core.states import AssocState, PathState, best_path
+
+N_STREAMS = 16
+ADMISSION_TIMEOUT = 10.0  # s from COMM_UP to a valid HELLO
+REFUSE_ABORT_DELAY = 0.5  # s: let REFUSED reach the gateway before the ABORT
+SAMPLE_INTERVAL = 1.0  # s between path samples of admitted associations
+
+
+@dataclass(frozen=True)
+class Tune:
+    assoc_id: int
+
+
+@dataclass(frozen=True)
+class Abort:
+    assoc_id: int
+
+
+@dataclass(frozen=True)
+class FollowPath:
+    """Make `addr` the primary path towards the gateway (it sent PATH over it)."""
+    assoc_id: int
+    addr: tuple
+
+
+@dataclass(frozen=True)
+class SampleAll:
+    """Read every admitted association's paths and feed `path_sample`."""
+
+
+@dataclass(frozen=True)
+class CloseTarget:
+    assoc_id: int
+    flow_id: int
+
+
+Action = Tune | Abort | FollowPath | SampleAll | CloseTarget
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    assoc_id: int
+    flow_id: int
+    service: Service  # whose target gets the payload (the driver opens the UDP socket)
+    payload: bytes
+
+
+@dataclass(eq=False)
+class Session:
+    assoc_id: int
+    challenge: bytes
+    since: float
+    queue: OutQueue
+    adm: Admission = field(default_factory=lambda: Admission(ENDPOINT))
+    gateway: Peer | None = None
+    services: list[Service | None] = field(default_factory=list)
+    names: tuple[str, ...] = ()  # the services the gateway announced in its HELLO
+    flows: FlowTable | None = None
+    primary: tuple | None = None
+    port: int | None = None  # the gateway's SCTP port (from any message's source)
+    paths: dict[str, PathState] = field(default_factory=dict)  # peer address -> state
+    infos: dict[str, Any] = field(default_factory=dict)  # last sample per address
+    admit_by: float | None = None
+    version: int = 0
+
+
+class EndpointCore(CoreOutputs):
+    def __init__(self, cfg: Config, now: float, *, nonce: Callable[[int], bytes] = os.urandom) -> None:
+        super().__init__()
+        self.main = cfg.main
+        self._nonce = nonce
+        self.ledger = DropLedger()
+        self.abandoned = Abandoned()
+        self.sessions: dict[int, Session] = {}
+        self.by_gateway: dict[str, int] = {}
+        self._aborts: dict[int, float] = {}  # refused association -> when to ABORT it
+        self._status: dict[str, dict[str, Any]] = {}
+        self._next_sample = now + SAMPLE_INTERVAL
+        self._configure(cfg)
+
+    def _configure(self, cfg: Config) -> None:
+        self.cfg, self.main = cfg, cfg.main
+        self.peers = {p.name: p for p in cfg.peers}
+        self.targets = {s.name: s for s in cfg.services if s.target}
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def status_updates(self) -> dict[str, dict[str, Any]]:
+        """Association records for the status model (key = gateway id) changed since last."""
+        out, self._status = self._status, {}
+        return out
+
+    def queues(self) -> list[OutQueue]:
+        return [s.queue for s in self.sessions.values()]
+
+    def get_timer(self) -> float | None:
+        ts = [self.ledger.get_timer(), *self._aborts.values()]
+        for s in self.sessions.values():
+            ts += [s.admit_by, s.flows.get_timer() if s.flows is not None else None]
+        if any(s.gateway for s in self.sessions.values()):
+            ts.append(self._next_sample)
+        return min((t for t in ts if t is not None), default=None)
+
+    # -- association lifecycle ----------------------------------------------------------
+
+    def association_up(self, assoc_id: int, now: float) -> None:
+        old = self.sessions.get(assoc_id)
+        if old is not None:
+            self._end(old, "association restarted", now)
+        self._aborts.pop(assoc_id, None)
+        sess = Session(assoc_id, self._nonce(wire.NONCE), now, OutQueue(self.main.queue, self.ledger),
+                       admit_by=now + ADMISSION_TIMEOUT)
+        self.sessions[assoc_id] = sess
+        self._actions.append(Tune(assoc_id))
+        sess.queue.push(control(wire.encode_challenge(sess.challenge), assoc_id=assoc_id), now)
+
+    def association_gone(self, assoc_id: int, why: str, now: float) -> None:
+        self._aborts.pop(assoc_id, None)
+        sess = self.sessions.get(assoc_id)
+        if sess is not None:
+            self._end(sess, why, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.ledger.handle_timer(now)
+        for aid, at in list(self._aborts.items()):
+            if now >= at:
+                del self._aborts[aid]
+                self._actions.append(Abort(aid))
+        for sess in list(self.sessions.values()):
+            if sess.admit_by is not None and now >= sess.admit_by:
+                self._refuse(sess, "", "?", f"no HELLO within {ADMISSION_TIMEOUT:g} s", now)
+            elif sess.flows is not None:
+                for f in sess.flows.expire(now):
+                    self._actions.append(CloseTarget(sess.assoc_id, f.key))
+        if now >= self._next_sample:
+            self._next_sample = now + SAMPLE_INTERVAL
+            if any(s.gateway for s in self.sessions.values()):
+                self._actions.append(SampleAll())
+
+    # -- messages from gateways ---------------------------------------------------------
+
+    def receive_message(self, assoc_id: int, data: bytes, addr: Hashable | None, stream: int,
+                        now: float) -> None:
+        sess = self.sessions.get(assoc_id)
+        if sess is None:  # refused (ABORT pending) or already ended
+            self.ledger.count(drops.ILLEGAL_STATE)
+            return
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            sess.port = addr[1]
+        try:
+            typ = wire.msg_type(data)
+            nxt = sess.adm.receive(typ)
+        except wire.WireError:
+            self.ledger.count(drops.MALFORMED)
+            return
+        except IllegalMessage:
+            self.ledger.count(drops.ILLEGAL_STATE)
+            return
+        try:
+            if typ == wire.HELLO:
+                self._on_hello(sess, wire.decode_hello(data), addr, nxt, now)
+            elif typ == wire.DATA:
+                self._from_gateway(sess, wire.decode_data(data), stream, now)
+            elif typ == wire.PATH:
+                wire.decode_path(data)
+                if isinstance(addr, tuple) and sess.primary != addr[:2]:
+                    sess.primary = addr[:2]
+                    self._actions.append(FollowPath(assoc_id, addr[:2]))
+                    self._changed(sess)
+            elif typ == wire.CLOSE:
+                f = sess.flows.get(wire.decode_close(data)) if sess.flows else None
+                if f is not None:  # keyed by the gateway's flow id
+                    sess.flows.close(f.id)
+                    self._actions.append(CloseTarget(assoc_id, f.key))
+        except wire.WireError:
+            self.ledger.count(drops.MALFORMED)
+
+    def _on_hello(self, sess: Session, hello: wire.Hello, addr, nxt: Adm, now: float) -> None:
+        peer = self.peers.get(hello.gateway_id)
+        where = f"{addr[0]}" if isinstance(addr, tuple) and addr else "?"
+        if peer is None:
+            return self._refuse(sess, hello.gateway_id, where, "unknown gateway", now)
+        if not peer.enabled:
+            return self._refuse(sess, hello.gateway_id, where, "gateway disabled", now)
+        if not wire.hello_ok(peer.key, sess.challenge, hello):
+            return self._refuse(sess, hello.gateway_id, where, "wrong key", now)
+        old = self.by_gateway.get(peer.name)
+        if old is not None and old != sess.assoc_id and old in self.sessions:
+            # The home re-associated (router reboot, new addresses): the old one is stale.
+            self._end(self.sessions[old], "replaced by a new association", now, abort=True)
+        sess.adm.to(nxt)
+        sess.admit_by = None
+        sess.gateway, sess.names = peer, hello.services
+        sess.services = [self.targets.get(name) for name in hello.services]
+        sess.flows = FlowTable(self.main.max_flows, self.main.flow_idle, n_streams=N_STREAMS)
+        self.by_gateway[peer.name] = sess.assoc_id
+        accepted = tuple(s is not None for s in sess.services)
+        sess.queue.push(control(wire.encode_welcome(peer.key, hello.nonce, sess.challenge, accepted),
+                                assoc_id=sess.assoc_id), now)
+        missing = [n for n, s in zip(hello.services, sess.services, strict=False) if s is None]
+        self._events.append(Event(now, ASSOC, peer.name, "authenticating", "up",
+                                  f"gateway {peer.name} admitted from {where}"
+                                  + (f"; no target for {', '.join(missing)}" if missing else "")))
+        self._changed(sess)
+
+    def _refuse(self, sess: Session, gw_id: str, where: str, why: str, now: float) -> None:
+        self._events.append(Event(now, ASSOC, gw_id or "?", "authenticating", "refused",
+                                  f"refused gateway {gw_id!r} from {where}: {why}"))
+        sess.queue.push(control(wire.encode_refused(why), assoc_id=sess.assoc_id), now)
+        sess.adm.to(Adm.CLOSED)
+        sess.admit_by = None
+        # The session stays until the ABORT so REFUSED still gets flushed; nothing it
+        # sends is accepted any more (CLOSED has no legal message).
+        self._aborts[sess.assoc_id] = now + REFUSE_ABORT_DELAY
+
+    def _end(self, sess: Session, why: str, now: float, abort: bool = False) -> None:
+        self.sessions.pop(sess.assoc_id, None)
+        n = sess.queue.lose_all(now)
+        if n:
+            why = f"{why} ({n} queued datagram{'s' if n != 1 else ''} lost)"
+        if sess.flows is not None:
+            for f in sess.flows.clear():
+                self._actions.append(CloseTarget(sess.assoc_id, f.key))
+        if sess.gateway is not None:
+            name = sess.gateway.name
+            if self.by_gateway.get(name) == sess.assoc_id:
+                del self.by_gateway[name]
+                self._status[name] = {"state": str(AssocState.DOWN), "reason": why, "paths": [],
+                                      "assoc_id": None, "primary": None}
+            self._events.append(Event(now, ASSOC, name, "up", "down", f"gateway {name}: {why}"))
+        if abort:
+            self._actions.append(Abort(sess.assoc_id))
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _from_gateway(self, sess: Session, d: wire.Data, stream: int, now: float) -> None:
+        assert sess.flows is not None
+        svc = sess.services[d.service] if d.service < len(sess.services) else None
+        if svc is None:
+            name = sess.names[d.service] if d.service < len(sess.names) else ""
+            self.ledger.count(drops.NO_TARGET, name)
+            return
+        flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
+                                      critical=bool(d.flags & wire.FLAG_CRITICAL))
+        if flow is None:
+            self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
+            return
+        if not first_copy(flow, d):
+            return
+        flow.count_rx(len(d.payload))
+        self._deliver.append(Delivery(sess.assoc_id, flow.key, svc, d.payload))
+
+    def receive_from_target(self, assoc_id: int, flow_id: int, data: bytes, now: float) -> None:
+        sess = self.sessions.get(assoc_id)
+        flow = sess.flows.get(flow_id) if sess is not None and sess.flows is not None else None
+        if flow is None:
+            self.ledger.count(drops.UNKNOWN_FLOW)
+            return
+        svc_index, svc = self._service_of(sess, flow)
+        if svc is None:
+            self.ledger.count(drops.NO_TARGET, flow.service)
+            return
+        sess.flows.touch(flow.id, now)
+        if len(data) > self.main.max_datagram:
+            self.ledger.count(drops.OVERSIZED, svc.name, critical=svc.critical, now=now)
+            return
+        flow.count_tx(len(data))
+        copy = None
+        if flow.critical:
+            other = best_path(sess.paths, exclude=sess.primary[0] if sess.primary else None)
+            port = sess.primary[1] if sess.primary else sess.port
+            copy = (other, port) if other is not None and port else None
+        # the endpoint's table is keyed by the gateway's flow id: that is the id on the wire
+        for item in data_messages(svc_index, flow.key, flow, data, svc.name, svc.ttl, flow.critical,
+                                  copy, self.abandoned, assoc_id=assoc_id):
+            sess.queue.push(item, now)
+
+    def target_failed(self, assoc_id: int, flow_id: int, reason: str, now: float) -> None:
+        """The driver could not open or send to a flow's target."""
+        sess = self.sessions.get(assoc_id)
+        flow = sess.flows.get(flow_id) if sess is not None and sess.flows is not None else None
+        svc = flow.service if flow is not None else ""
+        if flow is not None:
+            flow.drops += 1
+        self.ledger.count(reason, svc, critical=bool(flow and flow.critical), now=now)
+
+    def send_failed(self, item: Outgoing, reason: str, now: float) -> None:
+        if item.is_data:
+            self.ledger.count(reason, item.service, critical=item.critical, now=now)
+
+    def abandoned_message(self, assoc_id: int, msg: bytes, now: float) -> None:
+        d = self.abandoned.lost(msg)
+        if d is None:
+            return
+        sess = self.sessions.get(assoc_id)
+        svc = sess.services[d.service] if sess is not None and d.service < len(sess.services) else None
+        self.ledger.count(drops.TTL_EXPIRED, svc.name if svc else "",
+                          critical=bool(svc and svc.critical), now=now)
+
+    @staticmethod
+    def _service_of(sess: Session, flow: Flow) -> tuple[int, Service | None]:
+        for i, s in enumerate(sess.services):
+            if s is not None and s.name == flow.service:
+                return i, s
+        return 0, None
+
+    # -- paths --------------------------------------------------------------------------
+
+    def path_state(self, assoc_id: int, addr: tuple, state: PathState | None, now: float) -> None:
+        sess = self.sessions.get(assoc_id)
+        if sess is not None and state is not None:
+            sess.paths[addr[0]] = state
+            self._changed(sess)
+
+    def path_sample(self, assoc_id: int, addr: tuple, state: PathState, info: Any, now: float) -> None:
+        sess = self.sessions.get(assoc_id)
+        if sess is not None:
+            sess.paths[addr[0]] = state
+            sess.infos[addr[0]] = info
+            self._changed(sess)
+
+    def _changed(self, sess: Session) -> None:
+        if sess.gateway is None or self.by_gateway.get(sess.gateway.name) != sess.assoc_id:
+            return
+        paths = []
+        for addr, state in sess.paths.items():
+            i = sess.infos.get(addr)
+            paths.append({"address": addr, "state": str(state),
+                          "srtt_ms": getattr(i, "srtt_ms", None), "rto_ms": getattr(i, "rto_ms", None),
+                          "cwnd": getattr(i, "cwnd", None),
+                          "primary": bool(sess.primary and sess.primary[0] == addr)})
+        self._status[sess.gateway.name] = {
+            "state": str(AssocState.UP), "gateway_id": sess.gateway.name, "assoc_id": sess.assoc_id,
+            "paths": paths, "primary": sess.primary[0] if sess.primary else None, "reason": ""}
+
+    def flows_view(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for sess in self.sessions.values():
+            if sess.flows is not None and sess.gateway is not None:
+                for f in sess.flows.snapshot(now, key_fmt=lambda k: f"flow {k}"):
+                    f["gateway_id"] = sess.gateway.name
+                    out.append(f)
+        return out
+
+    # -- reload -------------------------------------------------------------------------
+
+    def reconfigure(self, cfg: Config, now: float) -> list[str]:
+        """Apply a new config in place. Only a home whose gateway section was removed,
+        disabled or re-keyed, or whose services' targets changed, loses its association
+        (it re-associates at once); every other home keeps its association and flows.
+        Returns the gateway ids whose association was ended."""
+        old_peers, old_targets = self.peers, self.targets
+        self._configure(cfg)
+        ended = []
+        for sess in list(self.sessions.values()):
+            if sess.gateway is None:
+                continue
+            name = sess.gateway.name
+            new_peer = self.peers.get(name)
+            why = None
+            if new_peer is None:
+                why = "gateway removed from the configuration"
+            elif new_peer != old_peers.get(name):
+                why = "gateway's configuration (key or enabled) changed"
+            elif any(old_targets.get(n) != self.targets.get(n) for n in sess.names):
+                why = "its services' targets changed"
+            if why is not None:
+                ended.append(name)
+                self._end(sess, why, now, abort=True)
+        return ended

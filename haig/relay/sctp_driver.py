@@ -1,0 +1,231 @@
+"""The one SCTP driver both relay roles use: socket set-up and per-association tuning,
+the bounded read batch, sends with their error → drop mapping, the write queue's
+wake-up, close; and the one timer each role re-arms after every drain.
+
+What comes off the socket is handed on in haig's neutral vocabulary: `Received`
+messages, and `AssocUp` / `AssocGone` / `PathChange` / `Abandoned` events whose path
+states are already haig.core.states.PathState (kernel names end here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from haig.adapters import sctp_io, sctp_opts
+from haig.config.model import Main
+from haig.core import drops
+from haig.core.datapath import Outgoing, OutQueue
+from haig.core.states import FROM_ADDR_CHANGE, FROM_PATH_INFO, PathState
+
+log = logging.getLogger("haig.sctp")
+
+READ_BATCH = 64  # messages read per wake-up before the loop gets to run other work
+PF_EXPOSE = 2  # SCTP_PF_EXPOSE_ENABLE: PF states are reported and usable as primary
+Received = sctp_io.Received
+
+
+@dataclass(frozen=True)
+class AssocUp:
+    assoc_id: int
+    restart: bool  # the peer restarted it (its state is new)
+
+
+@dataclass(frozen=True)
+class AssocGone:
+    assoc_id: int
+    why: str
+
+
+@dataclass(frozen=True)
+class PathChange:
+    assoc_id: int
+    addr: tuple[str, int]
+    state: PathState | None  # None: a change that says nothing about health
+    kernel: str  # the kernel's own name, for the log line
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    assoc_id: int
+    data: bytes
+
+
+Item = Received | AssocUp | AssocGone | PathChange | Abandoned
+
+_GONE = {"comm_lost": "association lost (peer unreachable)", "shutdown_comp": "association shut down",
+         "cant_str_assoc": "association could not be started"}
+
+
+def translate(n: sctp_io.Notification) -> Item | None:
+    """A parsed notification in haig's vocabulary; None for one haig does not act on."""
+    if isinstance(n, sctp_io.AssocChange):
+        if n.state in ("comm_up", "restart"):
+            return AssocUp(n.assoc_id, n.state == "restart")
+        if n.state in _GONE:
+            return AssocGone(n.assoc_id, _GONE[n.state])
+        return None
+    if isinstance(n, sctp_io.PeerAddrChange):
+        return PathChange(n.assoc_id, n.addr, FROM_ADDR_CHANGE.get(n.state), n.state)
+    if isinstance(n, sctp_io.SendFailed):
+        return Abandoned(n.assoc_id, n.data)
+    if n.type == sctp_io.SCTP_SHUTDOWN_EVENT:
+        return AssocGone(n.assoc_id, "peer shut the association down")
+    return None
+
+
+def path_info(sock: socket.socket, assoc_id: int, addr: tuple[str, int]) -> tuple[PathState, sctp_opts.PathInfo] | None:
+    """One path's sample with its state in haig's vocabulary; None if the kernel has no such path."""
+    try:
+        info = sctp_opts.get_path_info(sock, assoc_id, addr)
+    except OSError:
+        return None
+    return FROM_PATH_INFO.get(info.state, PathState.UNKNOWN), info
+
+
+def tune_socket(raw: socket.socket, m: Main, n_streams: int, **initmsg: Any) -> None:
+    """Socket-wide defaults (assoc id 0: also what new associations inherit)."""
+    sctp_opts.set_initmsg(raw, n_streams, n_streams, **initmsg)
+    sctp_opts.set_rtoinfo(raw, 0, m.rto_initial, m.rto_max, m.rto_min)
+    sctp_opts.set_delayed_sack(raw, 0, sctp_opts.sack_delay_for(m.rto_min))
+    sctp_opts.set_nodelay(raw)
+    sctp_io.subscribe(raw)
+
+
+def tune_association(raw: socket.socket, assoc_id: int, m: Main) -> None:
+    """Per association, never the global sysctls: RTO bounds, SACK delay below rto_min
+    (or every delayed SACK looks like a loss), PF states exposed."""
+    sctp_opts.set_rtoinfo(raw, assoc_id, m.rto_initial, m.rto_max, m.rto_min)
+    sctp_opts.set_delayed_sack(raw, assoc_id, sctp_opts.sack_delay_for(m.rto_min))
+    sctp_opts.expose_pf(raw, assoc_id, PF_EXPOSE)
+
+
+def drop_reason(e: OSError) -> str:
+    """Which drop a refused send is (would-block never comes here: it is queued)."""
+    if e.errno in (errno.EPIPE, errno.ENOTCONN, errno.ECONNRESET, errno.EINVAL, errno.EBADF):
+        return drops.NO_ASSOCIATION
+    return drops.SEND_FAILED
+
+
+class SctpDriver:
+    """One SCTP socket on the event loop. `on_item(item)` gets every message and event;
+    `on_drained()` runs after each read batch and each write flush (the role pumps its
+    core there)."""
+
+    def __init__(self, wrapper: Any, on_item: Callable[[Item], None], on_drained: Callable[[], None],
+                 on_send_failed: Callable[[Outgoing, str], None],
+                 on_sent: Callable[[Outgoing], None] | None = None) -> None:
+        self._wrapper = wrapper  # pysctp's object owns the fd: keep it alive
+        self.sock: socket.socket = wrapper.sock()
+        self.sock.setblocking(False)
+        self._on_item, self._on_drained = on_item, on_drained
+        self._on_send_failed, self._on_sent = on_send_failed, on_sent
+        self._loop = asyncio.get_running_loop()
+        self._writing: list[OutQueue] = []  # queues waiting for the socket to drain
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+        self.closed = False
+
+    # -- receive ------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        for _ in range(READ_BATCH):
+            if self.closed:
+                return
+            try:
+                got = sctp_io.receive(self.sock)
+            except OSError as e:
+                self._on_item(AssocGone(0, f"receive failed: {e}"))
+                break
+            if got is None:
+                break
+            item = got if isinstance(got, Received) else translate(got)
+            if isinstance(item, Received) and not item.data:
+                item = AssocGone(item.assoc_id, "peer closed the association")
+            if item is not None:
+                self._on_item(item)
+        self._on_drained()
+
+    # -- send ---------------------------------------------------------------------------
+
+    def flush(self, queue: OutQueue) -> None:
+        """Send from the head of `queue` until it is empty or the socket would block
+        (then the writer callback resumes it). A refused message is counted and dropped."""
+        while not self.closed and (item := queue.peek()) is not None:
+            try:
+                sctp_io.send(self.sock, item.data, stream=item.stream, ttl_ms=item.ttl_ms,
+                             unordered=not item.ordered, assoc_id=item.assoc_id, to=item.to,
+                             addr_over=item.to is not None)
+            except BlockingIOError:
+                if queue not in self._writing:
+                    self._writing.append(queue)
+                    if len(self._writing) == 1:
+                        self._loop.add_writer(self.sock.fileno(), self._writable)
+                return
+            except OSError as e:
+                log.debug("send failed: %s", e)
+                queue.pop()
+                self._on_send_failed(item, drop_reason(e))
+                continue
+            queue.pop()
+            if self._on_sent is not None:
+                self._on_sent(item)
+
+    def _writable(self) -> None:
+        waiting, self._writing = self._writing, []
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(self.sock.fileno())
+        for q in waiting:
+            self.flush(q)
+        self._on_drained()
+
+    def abort(self, assoc_id: int) -> None:
+        with contextlib.suppress(OSError):
+            sctp_io.send(self.sock, b"", assoc_id=assoc_id, abort=True, unordered=False)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self.sock.fileno())
+        if self._writing:
+            with contextlib.suppress(Exception):
+                self._loop.remove_writer(self.sock.fileno())
+        self._writing = []
+        with contextlib.suppress(Exception):
+            self._wrapper.close()
+
+
+class CoreTimer:
+    """The one timer a role needs: re-armed to the core's next deadline after each
+    drain (loop.call_at), instead of tickers polling."""
+
+    def __init__(self, mono: Callable[[], float], fire: Callable[[], None]) -> None:
+        self._mono, self._fire = mono, fire
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._at: float | None = None
+
+    def arm(self, deadline: float | None) -> None:
+        if deadline == self._at and self._handle is not None:
+            return
+        self.cancel()
+        if deadline is None:
+            return
+        self._at = deadline
+        self._handle = self._loop.call_at(self._loop.time() + max(0.0, deadline - self._mono()), self._run)
+
+    def _run(self) -> None:
+        self._handle = self._at = None
+        self._fire()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._at = None
