@@ -12,9 +12,11 @@ from tests.testbed.proc import Proc
 
 
 def tcp(client_ns: Netns, server_ns: Netns, addr: str, seconds: float = 3,
-               port: int = 5201) -> dict:
+               port: int = 5201, extra: tuple[str, ...] = (), on_start=None) -> dict:
     """One iperf3 TCP run (client → server at `addr`); returns iperf3's --json report,
-    with `bytes` and `mbps` (received) added on top."""
+    with `bytes` and `mbps` (received) added on top. `extra`: more client options
+    (e.g. `-i 0.2 --get-server-output`); `on_start()` is called just before the client
+    starts, so a caller can time impairments against the run."""
     srv = Proc(server_ns, ["iperf3", "-s", "-1", "-B", addr, "-p", str(port)], "iperf3-server").start()
     try:
         deadline = time.monotonic() + 15
@@ -23,7 +25,9 @@ def tcp(client_ns: Netns, server_ns: Netns, addr: str, seconds: float = 3,
                 raise RuntimeError(f"iperf3 server not listening:\n{srv.log()[-2000:]}")
             time.sleep(0.2)
         argv = ["ip", "netns", "exec", client_ns.name, "iperf3", "-c", addr, "-p", str(port),
-                "-t", str(seconds), "--connect-timeout", "5000", "--json"]
+                "-t", str(seconds), "--connect-timeout", "5000", "--json", *extra]
+        if on_start is not None:
+            on_start()
         r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         try:
             rep = json.loads(r.stdout)
