@@ -131,7 +131,11 @@ def setup_haig(topo) -> Setup:
         ep.stop()
 
     try:
-        gw.wait_for(lambda st: paths_active(st) and st.get("primary") == "dsl", 180, "association up on dsl")
+        gw.wait_for(paths_active, 180, "association up with both paths active")
+        try:  # a spurious PF at start-up (CPU starvation) puts it on lte for a hold-down
+            gw.wait_for(lambda st: st.get("primary") == "dsl", 60, "primary on dsl")
+        except TimeoutError:
+            print("   haig: primary not on dsl after 60 s; measuring from where it is", flush=True)
     except BaseException:
         stop()
         raise
@@ -191,7 +195,8 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
         prime(ecg_sock, su.ecg_to, topo.server, ECG)
         prime(alarm_sock, su.alarm_to, topo.server, ALARM)
         setup_s = time.monotonic() - t_setup
-        seq0 = su.gw.status()["last_event_seq"] if su.gw else 0
+        st0 = su.gw.status() if su.gw else {}
+        seq0, primary0 = st0.get("last_event_seq", 0), st0.get("primary")
 
         main, fb = topo.links[MAIN], topo.links[FALLBACK]
         sampler = Sampler([(topo.gw, main.gw_dev), (topo.gw, fb.gw_dev), (topo.client, openvpn.DEV)]).start()
@@ -212,7 +217,8 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
         def run_iperf() -> None:
             try:
                 result["rep"] = iperf.tcp(topo.client, topo.server, openvpn.TUN_SERVER, seconds=timing.seconds,
-                                          extra=("-i", "0.2", "--get-server-output"), on_start=on_start)
+                                          extra=("-i", "0.2", "--get-server-output"), on_start=on_start,
+                                          server_extra=("-i", "0.2", "-J"))
             except Exception as e:  # reported in the raw data, the sweep goes on
                 result["error"] = repr(e)
                 launched.set()
@@ -266,7 +272,9 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
                                    "detail": e.get("detail", {})}
                                   for e in su.gw.events() if e["seq"] > seq0
                                   and e["kind"] in ("failover", "failback")]
-            raw["haig_drops"] = {k: v for k, v in su.gw.status().get("drops", {}).items() if v}
+            st = su.gw.status()
+            raw["haig_drops"] = {k: v for k, v in st.get("drops", {}).items() if v}
+            raw["haig_primary_at_start"] = primary0
         return raw
     finally:
         for s in socks:
@@ -288,6 +296,11 @@ def configs(quick: bool, only: list[str] | None) -> list[tuple[str, int | None]]
 
 def _versions() -> dict:
     v = relay_bench._versions()
+    try:
+        out = subprocess.run(["socat", "-V"], capture_output=True, text=True, timeout=20).stdout
+        v["socat"] = next((ln.strip() for ln in out.splitlines() if "socat version" in ln), v["socat"])
+    except (OSError, subprocess.SubprocessError):
+        pass
     try:
         root = Path(__file__).resolve().parents[2]
         v["haig_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],

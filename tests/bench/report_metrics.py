@@ -8,7 +8,8 @@ data: pure functions, times in seconds relative to the start of iperf3's data.
   is on an uplink when that uplink sent >= 75 % of its bytes (>= 1000 bytes in all);
   switches are changes between such bins from 1 s before the fault to the end; back on
   main = seconds after the fault's end at which the main link carried the traffic again
-  for the rest of the run (0: it never left; None: still on the fallback at the end);
+  for the rest of the run (0: it never left or was back by then; None: not on main at
+  the end);
 * lost — datagrams sent and never delivered (duplicates counted once);
 * throughput — iperf3 receiver bytes over [2 s, fault), the fault window, and
   [fault end + 2 s, end].
@@ -58,17 +59,18 @@ def uplink_bins(samples: list[list[float]]) -> list[tuple[float, str | None]]:
 
 
 def path_changes(bins: list[tuple[float, str | None]], start: float, end: float, fault_end: float):
-    """(switches, back on main after the fault in s or None)."""
-    seq = [(t, lab) for t, lab in bins if lab is not None and start - 1 <= t <= end]
+    """(switches, back on main after the fault in s or None). A bin carrying nothing
+    breaks the final run on main: routed traffic that stopped during the fault came back
+    when it resumed."""
+    window = [(t, lab) for t, lab in bins if start - 1 <= t <= end]
+    seq = [(t, lab) for t, lab in window if lab is not None]
     switches = sum(1 for a, b in zip(seq, seq[1:], strict=False) if a[1] != b[1])
     if not seq or seq[-1][1] != "main":
         return switches, None
-    if switches == 0:
-        return 0, 0.0
-    i = len(seq) - 1
-    while i > 0 and seq[i - 1][1] == "main":
+    i = max(i for i, (_, lab) in enumerate(window) if lab == "main")
+    while i > 0 and window[i - 1][1] == "main":
         i -= 1
-    return switches, max(0.0, seq[i][0] - fault_end)
+    return switches, max(0.0, window[i][0] - fault_end)
 
 
 def mbps(intervals: list[list[float]], a: float, b: float) -> float | None:
@@ -97,6 +99,13 @@ def _stream(st: dict) -> tuple[int, float | None]:
     return st["sent"] - len(first), worst
 
 
+def receiver_intervals(raw: dict) -> list[list[float]]:
+    """[start, end, bytes] the iperf3 receiver counted (acknowledged data); the sender's
+    bytes written when the server's report is missing (they run ahead by the buffers)."""
+    ip = raw.get("iperf", {})
+    return ip.get("server") or [iv[:3] for iv in ip.get("client", [])]
+
+
 def metrics(raw: dict) -> dict:
     tm, f = raw["timing"], raw["fault"]
     end = float(tm["seconds"])
@@ -104,7 +113,7 @@ def metrics(raw: dict) -> dict:
     ecg_lost, ecg_worst = _stream(raw["ecg"])
     alarm_lost, alarm_worst = _stream(raw["alarm"])
     switches, back = path_changes(uplink_bins(raw["counters"]["samples"]), f["start_asked"], end, f["end"])
-    srv = raw.get("iperf", {}).get("server", [])
+    srv = receiver_intervals(raw)
     return {
         "label": label(raw["kind"], raw["rto_min"]), "loss": raw["loss"],
         "gap_ms": longest_gap([t for _, t in raw["ecg"]["recv"]], f["start_asked"], end) * 1000,

@@ -48,6 +48,12 @@ def test_still_on_fallback_is_not_back_and_a_dead_stream_gaps_to_the_end():
     assert m["mbps_fault"] is None and m["tcp_stall_s"] is None
 
 
+def test_routed_traffic_back_when_it_resumes():
+    ecg = [i * 0.02 for i in range(1500)]
+    m = rm.metrics(_raw([(0, "main"), (10.0, "none"), (18.0, "main"), (30.0, "main")], ecg, []))
+    assert m["switches"] == 0 and 2.0 <= m["back_on_main_s"] <= 3.5
+
+
 def test_never_left_main():
     ecg = [i * 0.02 for i in range(1500)]
     m = rm.metrics(_raw([(0, "main"), (30.0, "main")], ecg, []))
