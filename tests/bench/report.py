@@ -6,7 +6,8 @@ measured); `python -m tests.bench.report_render` turns it into docs/report/.
 Each run: a fresh relay, a real OpenVPN tunnel client → server through it, iperf3 TCP
 inside the tunnel for 30 s (`-i 0.2 --get-server-output`: the receiver's bytes per
 interval = what was acknowledged; the sender's cwnd/RTT), the main link losing
-0/10/50/100 % (both ends, netem) from 10 s to 15 s, and alongside the tunnel a telemetry
+0/10/50/100 % (both ends, netem, switched through pre-started `tc -batch`
+processes: tests/testbed/tc_batch.py) from 10 s to 15 s, and alongside the tunnel a telemetry
 stream: ECG-rate datagrams (48 bytes every 20 ms) and an alarm every second, each
 sequence-numbered and time-stamped. Which uplink carries the traffic is read from the
 gateway's device counters, the same way for every relay.
@@ -21,7 +22,7 @@ Relays:
   has no NAT).
 
 Usage (inside the VM): python -m tests.bench.report [--quick] [--repeat N]
-  [--only plain,socat100,haig] [--losses 0,100]
+  [--only plain,socat100,haig] [--losses 0,100] [--raw FILE (in artifacts/report/)]
 Host: ./dev report [--quick] [--repeat N]  (runs this in the VM, then renders).
 """
 
@@ -44,6 +45,7 @@ from tests.testbed import iperf, openvpn, topology, traffic
 from tests.testbed.counters import Sampler
 from tests.testbed.haig_procs import Haig, Service, endpoint_config, gateway_config, paths_active
 from tests.testbed.proc import Proc
+from tests.testbed.tc_batch import LossSwitch
 from tests.testbed.topology import FALLBACK, MAIN
 
 VPN, ECG, ALARM = 1194, 7500, 7501  # on the server
@@ -199,6 +201,7 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
         seq0, primary0 = st0.get("last_event_seq", 0), st0.get("primary")
 
         main, fb = topo.links[MAIN], topo.links[FALLBACK]
+        switch = LossSwitch(topo)
         sampler = Sampler([(topo.gw, main.gw_dev), (topo.gw, fb.gw_dev), (topo.client, openvpn.DEV)]).start()
         ecg_sink = traffic.Sink(traffic.udp_in(topo.server, ("0.0.0.0", ECG))).start()
         alarm_sink = traffic.Sink(traffic.udp_in(topo.server, ("0.0.0.0", ALARM))).start()
@@ -233,9 +236,9 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
         try:
             time.sleep(max(0.0, t0 + timing.fault_at - time.monotonic()))
             if loss:
-                a = topo.impair.loss(MAIN, loss)
+                a = switch.loss(loss)
                 time.sleep(max(0.0, a.asked + timing.fault_for - time.monotonic()))
-                b = topo.impair.loss(MAIN, 0)
+                b = switch.loss(0)
                 fault = {"start_asked": a.asked - t0, "start": a.effective - t0,
                          "end_asked": b.asked - t0, "end": b.effective - t0}
             else:
@@ -243,7 +246,10 @@ def run_cell(topo, certs, kind: str, rto_min: int | None, loss: int, timing: Tim
                          "end_asked": timing.fault_at + timing.fault_for,
                          "end": timing.fault_at + timing.fault_for}
         finally:
-            topo.impair.clear()
+            try:
+                switch.close()
+            except Exception:  # never leave the main link lossy for the next run
+                topo.impair.loss(MAIN, 0)
         th.join(timing.seconds + 120)
         ecg_sent, alarm_sent = ecg.stop(), alarm.stop()
         time.sleep(2.0)  # let the last datagrams arrive (alarm ttl 5 s is longer, but rare)
@@ -325,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         print("run inside the test-bed VM: ./dev report [--quick] [--repeat N]", file=sys.stderr)
         return 2
     quick = "--quick" in argv
+    raw_path = OUT / (_opt(argv, "--raw") or "raw.json")
     repeat = int(_opt(argv, "--repeat", "1"))
     only = (_opt(argv, "--only") or "").split(",") if _opt(argv, "--only") else None
     losses = tuple(int(x) for x in _opt(argv, "--losses").split(",")) if _opt(argv, "--losses") \
@@ -358,11 +365,11 @@ def main(argv: list[str] | None = None) -> int:
                 doc["failed"].append({"kind": kind, "rto_min": rto, "loss": loss, "error": repr(e)[:2000]})
                 print(f"[{n}/{len(cells)}] {lab} loss {loss} % FAILED: {e!r}"[:3000], flush=True)
             doc["elapsed_s"] = round(time.monotonic() - t_all)
-            (OUT / "raw.json").write_text(json.dumps(doc))
+            raw_path.write_text(json.dumps(doc))
     finally:
         topo.teardown()
     print(f"== report: {len(doc['runs'])} runs, {len(doc['failed'])} failed, "
-          f"{time.monotonic() - t_all:.0f} s; raw data in {OUT / 'raw.json'}", flush=True)
+          f"{time.monotonic() - t_all:.0f} s; raw data in {raw_path}", flush=True)
     return 0 if doc["runs"] else 1
 
 

@@ -3,7 +3,7 @@ tests/bench/report.py) into docs/report/: the results table (markdown, medians w
 spread over repeats) and, per loss rate, figures like the report's Figures 5–7.
 
 Runs on the host (matplotlib, Agg backend; a dev dependency only):
-    python -m tests.bench.report_render [raw.json] [out dir]
+    python -m tests.bench.report_render [raw.json ...] [--out DIR]   (several: pooled)
 """
 
 from __future__ import annotations
@@ -205,12 +205,29 @@ def render(doc: dict, out: Path) -> str:
     return text
 
 
+def merge(docs: list[dict]) -> dict:
+    """Several raw files (e.g. a subset re-run) as one: runs and failures pooled, the
+    first file's metadata, every command listed."""
+    doc = dict(docs[0])
+    doc["runs"] = [r for d in docs for r in d["runs"]]
+    doc["failed"] = [f for d in docs for f in d.get("failed", [])]
+    if len(docs) > 1:
+        doc["command"] = " ; ".join(d["command"] for d in docs)
+        doc["date"] = " / ".join(d["date"] for d in docs)
+        doc["elapsed_s"] = sum(d.get("elapsed_s", 0) for d in docs)
+    return doc
+
+
 def main(argv: list[str]) -> int:
-    raw = Path(argv[0]) if argv else ROOT / "artifacts" / "report" / "raw.json"
-    out = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "report"
-    doc = json.loads(raw.read_text())
+    out = ROOT / "docs" / "report"
+    if "--out" in argv:
+        i = argv.index("--out")
+        out = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    raws = [Path(a) for a in argv] or [ROOT / "artifacts" / "report" / "raw.json"]
+    doc = merge([json.loads(p.read_text()) for p in raws])
     if not doc.get("runs"):
-        print(f"no runs in {raw}", file=sys.stderr)
+        print(f"no runs in {', '.join(map(str, raws))}", file=sys.stderr)
         return 1
     print(render(doc, out))
     return 0
