@@ -60,16 +60,20 @@ def uplink_bins(samples: list[list[float]]) -> list[tuple[float, str | None]]:
 
 def path_changes(bins: list[tuple[float, str | None]], start: float, end: float, fault_end: float):
     """(switches, back on main after the fault in s or None). A bin carrying nothing
-    breaks the final run on main: routed traffic that stopped during the fault came back
-    when it resumed."""
+    during the fault breaks the final run on main: routed traffic that stopped then came
+    back when it resumed."""
     window = [(t, lab) for t, lab in bins if start - 1 <= t <= end]
     seq = [(t, lab) for t, lab in window if lab is not None]
     switches = sum(1 for a, b in zip(seq, seq[1:], strict=False) if a[1] != b[1])
     if not seq or seq[-1][1] != "main":
         return switches, None
-    i = max(i for i, (_, lab) in enumerate(window) if lab == "main")
-    while i > 0 and window[i - 1][1] == "main":
-        i -= 1
+    # Walk back over the final run on main; bins carrying nothing count as off main only
+    # inside the fault (a stall after it is CPU starvation, not a path).
+    i = j = max(i for i, (_, lab) in enumerate(window) if lab == "main")
+    while j > 0 and (window[j - 1][1] == "main" or (window[j - 1][1] is None and window[j - 1][0] >= fault_end)):
+        j -= 1
+        if window[j][1] == "main":
+            i = j
     return switches, max(0.0, window[i][0] - fault_end)
 
 

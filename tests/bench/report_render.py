@@ -104,6 +104,7 @@ def figure_per_loss(cells, loss: int, out: Path) -> Path:
     axes[2].set_ylabel("sender's TCP RTT (ms)")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("time since iperf3 start (s)")
+    axes[2].set_xlim(0, raw["timing"]["seconds"] + 2)  # the receiver may report a straggling tail
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=8)
@@ -149,6 +150,10 @@ def figure_zoom(cells, losses: list[int], out: Path) -> Path | None:
     return p
 
 
+def _short(s: str | None, words: int) -> str:
+    return " ".join((s or "?").split()[:words])
+
+
 def _host_commit() -> str:
     r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip() or "?"
@@ -180,7 +185,8 @@ def render(doc: dict, out: Path) -> str:
         "(48 B every 20 ms) and an alarm every second alongside. Cells: median (min–max) over the repeats.",
         "",
         f"Versions: kernel {v.get('kernel')}, haig {v.get('haig_commit', '?')} "
-        f"(rendered at {_host_commit()}), {v.get('socat')}, {v.get('openvpn', '')[:40]}, {v.get('iperf3')}, "
+        f"(rendered at {_host_commit()}), {_short(v.get('socat'), 3)}, {_short(v.get('openvpn'), 2)}, "
+        f"{_short(v.get('iperf3'), 2)}, "
         f"Python {v.get('python')}, {v.get('cpus')} vCPUs under TCG software emulation.",
         "",
         f"haig options (shipped defaults): {json.dumps(h.get('main', {}))}, uplinks "

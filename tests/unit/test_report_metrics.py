@@ -54,6 +54,12 @@ def test_routed_traffic_back_when_it_resumes():
     assert m["switches"] == 0 and 2.0 <= m["back_on_main_s"] <= 3.5
 
 
+def test_a_stall_after_the_fault_is_not_off_main():
+    ecg = [i * 0.02 for i in range(1500)]
+    m = rm.metrics(_raw([(0, "main"), (18.0, "none"), (20.0, "main"), (30.0, "main")], ecg, []))
+    assert m["switches"] == 0 and m["back_on_main_s"] == 0.0
+
+
 def test_never_left_main():
     ecg = [i * 0.02 for i in range(1500)]
     m = rm.metrics(_raw([(0, "main"), (30.0, "main")], ecg, []))
