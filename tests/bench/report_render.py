@@ -8,6 +8,7 @@ Runs on the host (matplotlib, Agg backend; a dev dependency only):
 
 from __future__ import annotations
 
+import gzip
 import json
 import statistics
 import subprocess
@@ -231,7 +232,8 @@ def main(argv: list[str]) -> int:
         out = Path(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
     raws = [Path(a) for a in argv] or [ROOT / "artifacts" / "report" / "raw.json"]
-    doc = merge([json.loads(p.read_text()) for p in raws])
+    doc = merge([json.loads(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_text())
+                 for p in raws])
     if not doc.get("runs"):
         print(f"no runs in {', '.join(map(str, raws))}", file=sys.stderr)
         return 1
