@@ -42,12 +42,19 @@ def group(doc: dict) -> dict[tuple[str, int], list[tuple[dict, dict]]]:
     return cells
 
 
-def table(cells) -> str:
-    head = "| loss | relay | runs | " + " | ".join(c[0] for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(COLUMNS))]
+HEADLINE = ("gap_ms", "switches", "back_on_main_s", "ecg_lost", "alarm_lost", "alarm_worst_ms",
+            "mbps_fault", "mbps_after")
+
+
+def table(cells, columns=None, losses=None) -> str:
+    cols = [c for c in COLUMNS if columns is None or c[1] in columns]
+    head = "| loss | relay | runs | " + " | ".join(c[0] for c in cols) + " |"
+    lines = [head, "|" + "---|" * (3 + len(cols))]
     for (lab, loss) in sorted(cells, key=lambda k: (k[1], _key(k[0]))):
+        if losses is not None and loss not in losses:
+            continue
         ms = [m for _, m in cells[(lab, loss)]]
-        vals = [rm.cell([m[key] for m in ms], nd, none) for _, key, nd, none in COLUMNS]
+        vals = [rm.cell([m[key] for m in ms], nd, none) for _, key, nd, none in cols]
         lines.append(f"| {loss} % | {lab} | {len(ms)} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -209,6 +216,7 @@ def render(doc: dict, out: Path) -> str:
     text = "\n".join(lines)
     (out / "results.md").write_text(text)
     (out / "table.md").write_text(table(cells) + "\n")
+    (out / "headline.md").write_text(table(cells, HEADLINE, (100,)) + "\n")
     return text
 
 
