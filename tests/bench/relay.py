@@ -107,16 +107,21 @@ def plain(topo: Topology) -> Relay:
     return Relay("plain", (topo.server_addr, ECHO), (topo.server_addr, VPN), stop, None)
 
 
+def socat_pair(topo: Topology, gw_port: int, sctp_port: int, target_port: int) -> list[Proc]:
+    """The report's Listings 1–2 for one service: a UDP listener on the gateway's LAN
+    address relaying to SCTP on the endpoint's main address, and back to UDP there."""
+    ep_addr = topo.links[MAIN].ep_addr
+    return [Proc(topo.ep, ["socat", f"SCTP-LISTEN:{sctp_port},fork,reuseaddr",
+                           f"UDP:{topo.server_addr}:{target_port}"], f"socat-ep-{sctp_port}").start(),
+            Proc(topo.gw, ["socat", f"UDP-LISTEN:{gw_port},fork,bind={topo.gw_lan_addr}",
+                           f"SCTP:{ep_addr}:{sctp_port}"], f"socat-gw-{gw_port}").start()]
+
+
 def socat(topo: Topology) -> Relay:
     """Listings 1 and 2 of the report, once for the echo service and once for OpenVPN."""
-    ep_addr = topo.links[MAIN].ep_addr
     procs = []
     for i, (gw_port, target) in enumerate([(ECHO + 1, ECHO), (VPN + 1, VPN)]):
-        sctp = SCTP_PORT + 1 + i
-        procs.append(Proc(topo.ep, ["socat", f"SCTP-LISTEN:{sctp},fork,reuseaddr",
-                                    f"UDP:{topo.server_addr}:{target}"], f"socat-ep-{sctp}").start())
-        procs.append(Proc(topo.gw, ["socat", f"UDP-LISTEN:{gw_port},fork,bind={topo.gw_lan_addr}",
-                                    f"SCTP:{ep_addr}:{sctp}"], f"socat-gw-{gw_port}").start())
+        procs += socat_pair(topo, gw_port, SCTP_PORT + 1 + i, target)
     time.sleep(1.0)
     for p in procs:
         if not p.alive():
