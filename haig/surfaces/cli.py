@@ -20,9 +20,11 @@ from haig.config.errors import ConfigError
 from haig.config.loader import load_config, main_options
 from haig.config.validate import parse_hostport
 from haig.core.status import display_name
+from haig.surfaces.logsafe import safe_fields
 
 DEFAULT_API = "http://127.0.0.1:8990"
 EXIT_UNREACHABLE = 3
+UBUS_BASE = "ubus:"  # base "URL" meaning: no HTTP API, ask over ubus
 
 
 class CliError(Exception):
@@ -69,7 +71,8 @@ def resolve_api(args: Any) -> tuple[str, str]:
     if listen is None:
         return DEFAULT_API, token
     if not listen.strip():
-        raise CliError(f"the API is disabled (api_listen is empty in {config}); nothing to ask")
+        # The router's default: no HTTP API, so ask the daemon over ubus instead.
+        return UBUS_BASE, token
     return listen_to_url(listen.strip()), token
 
 
@@ -103,6 +106,13 @@ def _open(url: str, token: str, timeout: float):
 
 
 def fetch_json(url: str, token: str, timeout: float = 10.0) -> Any:
+    if url.startswith(UBUS_BASE):
+        from haig.surfaces.ubus_adapter import UbusCallError, ubus_get
+
+        try:
+            return ubus_get(url[len(UBUS_BASE):])
+        except UbusCallError as e:
+            raise CliError(str(e), EXIT_UNREACHABLE) from None
     with _open(url, token, timeout) as resp:
         return json.loads(resp.read())
 
@@ -173,6 +183,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def format_event(ev: dict[str, Any]) -> str:
+    # Subjects and reasons can carry peer-supplied text (a gateway id, a refusal):
+    # never let a newline or an escape sequence reach the terminal as it is.
+    ev = safe_fields(ev)
     change = f"{ev['old'] if ev['old'] is not None else '-'} -> {ev['new'] if ev['new'] is not None else '-'}"
     return f"{_when(ev['t'])}  #{ev['seq']:<4} {ev['kind']:<10} {ev['subject']:<10} {change:<24} {ev['reason']}".rstrip()
 
@@ -270,6 +283,15 @@ def cmd_events(
     if not follow:
         return 0
     last = page["last_seq"]
+    if base == UBUS_BASE:
+        from haig.surfaces.ubus_adapter import ubus_follow
+
+        for ev in ubus_follow(last):
+            _print_event(ev, as_json, out)
+            printed += 1
+            if max_events is not None and printed >= max_events:
+                break
+        return 0
     warned = False
     while max_events is None or printed < max_events:
         try:

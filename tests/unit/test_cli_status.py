@@ -92,11 +92,28 @@ def test_daemon_not_running(capsys):
     assert "cannot reach the haig daemon" in err and "Is it running?" in err
 
 
-def test_api_disabled_in_config(tmp_path, capsys):
+def test_api_disabled_in_config_asks_over_ubus(tmp_path, capsys, monkeypatch):
+    """The router's default (no HTTP API): status and events come over ubus."""
+    from haig.surfaces import ubus_adapter
+
+    calls = []
+
+    def fake_get(path):
+        calls.append(path)
+        if path.startswith("/api/v1/events"):
+            return {"events": [{"t": 0.0, "seq": 1, "kind": "assoc", "subject": "home\n\x1b[31mX",
+                                "old": None, "new": "up", "reason": "admitted"}], "last_seq": 1}
+        raise ubus_adapter.UbusCallError("no `ubus` command here")
+
+    monkeypatch.setattr(ubus_adapter, "ubus_get", fake_get)
     cfg = tmp_path / "haig"
     cfg.write_text("config haig 'main'\n\toption api_listen ''\n")
+    code, out, err = run(["events", "-c", str(cfg)], capsys)
+    assert code == 0 and calls == ["/api/v1/events?since=0"]
+    # peer-supplied text never reaches the terminal raw
+    assert "\x1b" not in out and out.count("\n") == 1 and "home" in out
     code, _, err = run(["status", "-c", str(cfg)], capsys)
-    assert code == 1 and "API is disabled" in err
+    assert code == cli.EXIT_UNREACHABLE and "no `ubus` command" in err
 
 
 @pytest.mark.parametrize(
