@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import socket
 from typing import Any
 
 import sctp
@@ -31,7 +34,36 @@ log = logging.getLogger("haig.gateway")
 
 LINK_READY_TIMEOUT = 5.0  # s: wait for the link watcher's first dump before connecting
 INIT_ATTEMPTS = 3  # INIT retransmissions per connect attempt (each bounded by rto_max)
+CONNECT_SLACK = 5.0  # s beyond the INIT attempts before a connect is given up by haig itself
 FLOWS_STATUS_INTERVAL = 1.0  # s between flow-list refreshes in the status
+
+
+async def _connectx(wrapper: Any, raw: Any, peers: list[tuple[str, int]], timeout: float) -> None:
+    """connectx without blocking: pysctp's holds the GIL for the whole INIT handshake (the
+    daemon, API and ubus threads included would freeze for it), so the socket is made
+    non-blocking first and the loop waits for it to become writable (INITMSG bounds the
+    attempts; the outcome is in SO_ERROR)."""
+    raw.setblocking(False)
+    try:
+        wrapper.connectx(peers)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+            raise
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_writer(raw.fileno(), lambda: done.done() or done.set_result(None))
+    try:
+        # INITMSG ends the attempt in the kernel; the timeout only guards against a
+        # wake-up that never comes (the daemon must not wait on one connect forever).
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        raise OSError(errno.ETIMEDOUT, "INIT not answered") from None
+    finally:
+        loop.remove_writer(raw.fileno())
+    err = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -250,8 +282,7 @@ class Gateway:
             if c.encap_port is not None:
                 sctp_opts.set_udp_encap(raw, 0, None, c.encap_port)
             wrapper.bindx([(a, 0) for a in c.bind])
-            # connectx blocks for the INIT handshake (bounded by INITMSG): off the loop.
-            await asyncio.get_running_loop().run_in_executor(None, wrapper.connectx, list(c.peers))
+            await _connectx(wrapper, raw, list(c.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
         except asyncio.CancelledError:
             wrapper.close()
             raise

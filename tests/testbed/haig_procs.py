@@ -78,6 +78,17 @@ def endpoint_config(topo: Topology, port: int, services: list[Service],
     return out
 
 
+def _log_dir() -> str | None:
+    """Where daemon logs go: HAIG_TESTBED_LOGS, else in the VM artifacts/vm/haig-logs
+    (the host can read it while the suite runs), else the system's temporary directory."""
+    d = os.environ.get("HAIG_TESTBED_LOGS")
+    if not d and os.environ.get("HAIG_IN_VM") and Path("artifacts/vm").is_dir():
+        d = "artifacts/vm/haig-logs"
+    if d:
+        Path(d).mkdir(parents=True, exist_ok=True)
+    return d or None
+
+
 @dataclass
 class Haig:
     ns: Netns
@@ -90,7 +101,7 @@ class Haig:
     extra_env: dict = field(default_factory=dict)
 
     def start(self) -> Haig:
-        d = Path(tempfile.mkdtemp(prefix=f"haig-{self.name}-"))
+        d = Path(tempfile.mkdtemp(prefix=f"haig-{self.name}-", dir=_log_dir()))
         self.path = d / "haig.conf"
         self.path.write_text(self.config)
         self.log_path = d / "haig.log"
