@@ -27,8 +27,9 @@ from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, 
 from haig.core.policy import SetHeartbeat, SetPrimary
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
-from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf, publish
-from haig.relay.sctp_driver import AssocGone, CoreTimer, Received, SctpDriver
+from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
+from haig.relay.role import RoleDriver
+from haig.relay.sctp_driver import AssocGone, Received, SctpDriver
 
 log = logging.getLogger("haig.gateway")
 
@@ -84,20 +85,16 @@ class _Listener(asyncio.DatagramProtocol):
         self.gw.guard(self.gw.core.drop, drops.SEND_FAILED, self.index, self.gw.clock.mono())
 
 
-class Gateway:
+class Gateway(RoleDriver):
     def __init__(self, cfg: Config, status: StatusModel, *, clock: Clock | None = None,
                  link_watch: bool = True, pin_routes: bool = True) -> None:
-        self.cfg, self.main, self.status = cfg, cfg.main, status
-        self.clock = clock or Clock()
+        super().__init__(status, clock or Clock())
+        self.cfg, self.main = cfg, cfg.main
         self.link_watch, self.pin_routes = link_watch, pin_routes
         self.core = GatewayLink(cfg, self.clock.mono())
         self.listeners: list[_Listener] = []
         self.sctp: SctpDriver | None = None
         self._connecting: asyncio.Task | None = None
-        self._timer: CoreTimer | None = None
-        self._failed: asyncio.Future | None = None
-        self._stopping = False
-        self._in_pump = False
         self._watcher: Any = None
         self._watch_task: asyncio.Task | None = None
         self._routes: Any = None
@@ -155,9 +152,7 @@ class Gateway:
         self._planned = []
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._failed = loop.create_future()
-        self._timer = CoreTimer(self.clock.mono, lambda: self.guard(self._on_timer))
+        self._start_driver()
         self.status.set_uplinks(self.uplinks)
         try:
             if self._planned is None:
@@ -170,17 +165,13 @@ class Gateway:
                 self._start_routes()
             if self.link_watch:
                 await self._start_link_watch()
-            self._pump()
-            await self._failed  # only a bug ends it (raised here, the daemon restarts us)
+            await self._serve()
         finally:
             await self.stop()
 
     async def stop(self) -> None:
-        if self._stopping:
+        if not self._begin_stop():
             return
-        self._stopping = True
-        if self._timer is not None:
-            self._timer.cancel()
         for t in (self._watch_task, self._connecting):
             if t is not None:
                 t.cancel()
@@ -198,30 +189,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 self._routes.remove_all_sync()
 
-    def guard(self, fn, *args) -> None:
-        """Run a core input and pump its outputs; a bug ends run() (the daemon restarts
-        the relay, with back-off and an event) instead of leaving a half-updated core."""
-        if self._stopping:
-            return
-        try:
-            fn(*args)
-            if not self._in_pump:  # a nested input: the running pump takes its outputs
-                self._pump()
-        except Exception as e:
-            log.exception("gateway: internal error")
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(e)
-
-    # -- the pump: core outputs → I/O -----------------------------------------------------
-
-    def _pump(self) -> None:
-        self._in_pump = True
-        try:
-            self._pump_once()
-        finally:
-            self._in_pump = False
-
-    def _pump_once(self) -> None:
+    def _pump_role(self) -> None:
         core = self.core
         while (a := core.next_action()) is not None:
             self._do(a)
@@ -231,17 +199,11 @@ class Gateway:
             tr = self.listeners[d.service].transport
             if tr is not None:
                 tr.sendto(d.payload, d.client)
-        while (ev := core.next_event()) is not None:
-            publish(self.status, self.clock, ev)
-        for reason, service, n in core.ledger.take():
-            self.status.count_drop(reason, n, service=service or None)
         self.status.set_primary(core.policy.primary)
         if core.version != self._assoc_version:
             self._assoc_version = core.version
             self.status.set_association("endpoint", **core.association_view(),
                                         paths=core.path_views() if core.associated else [])
-        if self._timer is not None:
-            self._timer.arm(core.get_timer())
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -296,7 +258,7 @@ class Gateway:
         if self._stopping:
             wrapper.close()
             return
-        self.sctp = SctpDriver(wrapper, self._on_item_guarded, lambda: self.guard(lambda: None),
+        self.sctp = SctpDriver(wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
                                self._send_failed, self._sent)
         self._tune_paths(encap_socketwide=c.encap_port is not None)
         log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
@@ -316,14 +278,6 @@ class Gateway:
             except OSError as e:
                 log.warning("uplink %s: cannot tune path %s: %s", u.name, addr[0], e)
 
-    def _on_item_guarded(self, it: sctp_driver.Item) -> None:
-        """Per message, no pump (the driver pumps once after its read batch)."""
-        self._in_pump = True
-        try:
-            self.guard(self._on_item, it)
-        finally:
-            self._in_pump = False
-
     def _on_item(self, it: sctp_driver.Item) -> None:
         now = self.clock.mono()
         if isinstance(it, Received):
@@ -337,9 +291,6 @@ class Gateway:
             self.core.abandoned_message(it.data, now)
         elif isinstance(it, AssocGone):
             self.core.association_lost(it.why, now)
-
-    def _send_failed(self, item: Outgoing, reason: str) -> None:
-        self.core.send_failed(item, reason, self.clock.mono())
 
     def _sent(self, item: Outgoing) -> None:
         name = self.core.uplink_of(item.to) if item.to is not None else self.core.policy.primary
