@@ -21,6 +21,7 @@ from tests.testbed.topology import FALLBACK, MAIN, Topology
 KEY = "testbed-shared-key-0123456789"
 # Uplink (UCI section) names for the bed's links, as a router owner would call them.
 UPLINK = {MAIN: "dsl", FALLBACK: "lte"}
+STARTUP_S = 240.0  # most a daemon's start-up may take before wait_for's timeout starts
 
 
 def _sec(kind: str, name: str, opts: dict) -> str:
@@ -143,13 +144,21 @@ class Haig:
             raise RuntimeError(f"{self.name}: API {req.full_url} failed: {e}") from e
 
     def wait_for(self, pred, timeout: float = 60, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout
+        """Poll the status until pred(status). `timeout` counts from when the daemon's
+        API first answers: Python's start-up alone takes 10-60 s in a contended TCG VM,
+        and a bound on haig's behaviour must not be spent on it (at most STARTUP_S)."""
+        start = time.monotonic()
+        deadline = start + STARTUP_S + timeout
         last: dict = {}
+        answered = False
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()[-3000:]}")
             try:
                 last = self.status()
+                if not answered:
+                    answered = True
+                    deadline = min(deadline, time.monotonic() + timeout)
                 if pred(last):
                     return last
             except (RuntimeError, ValueError):
