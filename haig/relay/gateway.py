@@ -97,6 +97,8 @@ class Gateway(RoleDriver):
         self._connecting: asyncio.Task | None = None
         self._watcher: Any = None
         self._watch_task: asyncio.Task | None = None
+        self._watch_ready_task: asyncio.Task | None = None
+        self._watch_ready = False  # the watcher's first dump is in: its view is facts
         self._routes: Any = None
         self._assoc_version = -1
         self._planned: list[_Listener] | None = None  # listeners bound by prepare()
@@ -172,7 +174,7 @@ class Gateway(RoleDriver):
     async def stop(self) -> None:
         if not self._begin_stop():
             return
-        for t in (self._watch_task, self._connecting):
+        for t in (self._watch_task, self._watch_ready_task, self._connecting):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -347,10 +349,21 @@ class Gateway(RoleDriver):
             return
         self._watcher = LinkWatcher(self.uplinks)
         self._watch_task = asyncio.create_task(self._watch())
-        # local addresses left empty in the config come from the first dump
-        with contextlib.suppress(TimeoutError):
+        # Local addresses left empty in the config come from the first dump. Until it is
+        # in, the watcher's view is its empty default ("device missing"): not a fact.
+        try:
             await asyncio.wait_for(self._watcher.wait_ready(), LINK_READY_TIMEOUT)
+        except TimeoutError:
+            log.info("link watcher: first dump not in after %.0f s; connecting meanwhile", LINK_READY_TIMEOUT)
+            self._watch_ready_task = asyncio.create_task(self._when_watcher_ready())
+            return
+        self._watch_ready = True
         self._learn_addresses()
+
+    async def _when_watcher_ready(self) -> None:
+        await self._watcher.wait_ready()
+        self._watch_ready = True
+        self.guard(self._learn_addresses)
 
     async def _watch(self) -> None:
         try:
@@ -367,7 +380,7 @@ class Gateway(RoleDriver):
     def _learn_addresses(self) -> None:
         """The watcher reports up/down changes only: a new lease on a link that stays up
         is picked up here (after the first dump, and on every sample)."""
-        if self._watcher is None:
+        if self._watcher is None or not self._watch_ready:
             return
         for name, (up, reason, addr) in self._watcher.current().items():
             if name not in self.core.links or (addr and addr != self.core.local.get(name)):
