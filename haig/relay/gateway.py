@@ -239,30 +239,37 @@ class Gateway(RoleDriver):
 
     async def _connect(self, c: Connect) -> None:
         m = self.main
-        wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
-        raw = wrapper.sock()
+        wrapper = None
         try:
+            wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
+            raw = wrapper.sock()
             sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
             if c.encap_port is not None:
                 sctp_opts.set_udp_encap(raw, 0, None, c.encap_port)
             wrapper.bindx([(a, 0) for a in c.bind])
             await _connectx(wrapper, raw, list(c.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            if self._stopping:
+                wrapper.close()
+                return
+            self.sctp = SctpDriver(wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
+                                   self._send_failed, self._sent)
+            self._tune_paths(encap_socketwide=c.encap_port is not None)
         except asyncio.CancelledError:
-            wrapper.close()
+            if wrapper is not None:
+                wrapper.close()
             raise
-        except Exception as e:
-            wrapper.close()
+        except Exception as e:  # any failure, even making the socket, is retried
+            if self.sctp is not None:
+                self.sctp.close()
+                self.sctp = None
+            elif wrapper is not None:
+                with contextlib.suppress(Exception):
+                    wrapper.close()
             log.warning("association to %s failed: %s", ", ".join(p[0] for p in c.peers), e)
             self.guard(self.core.connect_failed, str(e), self.clock.mono())
             return
         finally:
             self._connecting = None
-        if self._stopping:
-            wrapper.close()
-            return
-        self.sctp = SctpDriver(wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
-                               self._send_failed, self._sent)
-        self._tune_paths(encap_socketwide=c.encap_port is not None)
         log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
         self.guard(self.core.connected, self.clock.mono())
 
