@@ -25,7 +25,7 @@ from haig.relay.common import Clock, publish
 log = logging.getLogger("haig")
 
 WATCHDOG_BEAT_S = 1.0
-WATCHDOG_STALL_S = 10.0  # s without a loop tick before the stall is logged (with its stack)
+WATCHDOG_STALL_S = 30.0  # s without a loop tick before the stall is logged (start-up imports under emulation take ~10 s)
 RELAY_STABLE_S = 60.0  # a relay that ran this long failed afresh: restart it soon again
 
 
