@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from typing import Any
 
 from haig import __version__
@@ -22,6 +24,8 @@ from haig.relay.common import Clock, publish
 
 log = logging.getLogger("haig")
 
+WATCHDOG_BEAT_S = 1.0
+WATCHDOG_STALL_S = 30.0  # s without a loop tick before the stall is logged (start-up imports under emulation take ~10 s)
 RELAY_STABLE_S = 60.0  # a relay that ran this long failed afresh: restart it soon again
 
 
@@ -49,6 +53,7 @@ class Daemon:
             self._loop.add_signal_handler(sig, self._stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         self._start_surfaces()
+        self._start_watchdog()
         self._start_relay()
         self._publish("started", f"haig {__version__} started as {self.cfg.main.role}")
         from haig.cli import take_early_hup
@@ -65,6 +70,35 @@ class Daemon:
         if self._ubus_stop is not None:
             self._ubus_stop.set()
         return 0
+
+    def _start_watchdog(self) -> None:
+        """A stalled event loop (a blocking call, a runaway callback) is otherwise silent:
+        the API threads keep answering from a status nobody updates. A thread notices
+        and logs where the loop thread is stuck."""
+        loop_thread = threading.get_ident()
+        self._tick = time.monotonic()
+
+        async def beat() -> None:
+            while True:
+                self._tick = time.monotonic()
+                await asyncio.sleep(WATCHDOG_BEAT_S)
+
+        self._beat = asyncio.create_task(beat())
+
+        def watch() -> None:
+            warned = False
+            while not self._stop.is_set():
+                time.sleep(WATCHDOG_BEAT_S)
+                stalled = time.monotonic() - self._tick
+                if stalled > WATCHDOG_STALL_S and not warned:
+                    frame = sys._current_frames().get(loop_thread)
+                    where = "".join(traceback.format_stack(frame)[-6:]) if frame else "?"
+                    log.error("event loop stalled for %.0f s, at:\n%s", stalled, where)
+                    warned = True
+                elif stalled <= WATCHDOG_STALL_S:
+                    warned = False
+
+        threading.Thread(target=watch, name="haig-watchdog", daemon=True).start()
 
     def _make_relay(self, cfg: Config) -> Any:
         if cfg.main.role == "gateway":
@@ -99,6 +133,9 @@ class Daemon:
                 why = "relay ended"
             except asyncio.CancelledError:
                 raise
+            except OSError as e:  # e.g. a bind: an operating condition, not a bug (no traceback)
+                log.error("relay failed: %s", e)
+                why = f"relay failed: {e}"
             except Exception as e:
                 log.exception("relay failed")
                 why = f"relay failed: {type(e).__name__}: {e}"

@@ -9,6 +9,7 @@ on OpenWrt's 5.15/6.6/6.12 kernels. Everything here is a thin, stateless wrapper
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -70,7 +71,10 @@ def _get(sock, opt: int, buf: bytes) -> bytes:
     ln = ctypes.c_uint32(len(buf))
     if _libc.getsockopt(_fd(sock), SOL_SCTP, opt, cbuf, ctypes.byref(ln)) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"getsockopt({opt}): {ctypes.cast(_libc.strerror(err), ctypes.c_char_p).value.decode()}")
+        # os.strerror, not libc's through ctypes: its char* came back as a C int (no
+        # restype), and casting that truncated pointer crashed haig (SIGSEGV) on the
+        # first getsockopt to fail, e.g. sampling a path of a dying association.
+        raise OSError(err, f"getsockopt({opt}): {os.strerror(err)}")
     return cbuf.raw[: ln.value]
 
 

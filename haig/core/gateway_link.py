@@ -39,6 +39,10 @@ from haig.core.states import AssocState, PathState
 N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
 SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
 ADMISSION_TIMEOUT = 10.0  # s from SCTP up to WELCOME before the attempt is given up
+# With every path unreachable (or its link down) for this long the association is given
+# up by haig: the kernel may keep it for ever (abandoned PR-SCTP data starts no
+# retransmission timer), and a fresh one is made the moment a link returns.
+DEAD_PATHS_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class GatewayLink(CoreOutputs):
         self._connecting = False  # a Connect is out, waiting for connected/connect_failed
         self._retry_at: float | None = now  # connect as soon as the driver runs the timer
         self._admit_by: float | None = None
+        self._dead_by: float | None = None  # all paths dead: give the association up then
         self._next_sample: float | None = None
         self._challenge: bytes | None = None
         self._nonce = b""
@@ -113,7 +118,7 @@ class GatewayLink(CoreOutputs):
 
     def get_timer(self) -> float | None:
         ts = [self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
-              self._admit_by, self._next_sample,
+              self._admit_by, self._dead_by, self._next_sample,
               None if self._connecting else self._retry_at]
         return min((t for t in ts if t is not None), default=None)
 
@@ -171,6 +176,8 @@ class GatewayLink(CoreOutputs):
                 self.queue.push(control(wire.encode_close(f.id)), now)
         if self._admit_by is not None and now >= self._admit_by:
             self.association_lost(f"not admitted within {ADMISSION_TIMEOUT:g} s", now)
+        if self._dead_by is not None and now >= self._dead_by:
+            self.association_lost(f"no path usable for {DEAD_PATHS_TIMEOUT:g} s", now)
         if self._next_sample is not None and now >= self._next_sample:
             self._next_sample = now + SAMPLE_INTERVAL
             self._actions.append(Sample())
@@ -219,7 +226,7 @@ class GatewayLink(CoreOutputs):
         if n:
             why = f"{why} ({n} queued datagram{'s' if n != 1 else ''} lost)"
         self.adm = None
-        self._admit_by = self._next_sample = None
+        self._admit_by = self._next_sample = self._dead_by = None
         self._challenge = None
         self._actions.append(Disconnect(why))
         self._set_state(AssocState.REFUSED if self.refusal else AssocState.DOWN, why)
@@ -410,7 +417,20 @@ class GatewayLink(CoreOutputs):
 
     # -- internals ----------------------------------------------------------------------
 
+    def _check_dead(self, now: float) -> None:
+        """Arm or clear the all-paths-dead deadline (see DEAD_PATHS_TIMEOUT)."""
+        if self.adm is None:
+            return
+        dead = all(not self.links.get(u.name, True)
+                   or self.policy.uplink_view(u.name).get("state") in (PathState.UNREACHABLE, PathState.REMOVED)
+                   for u in self.uplinks)
+        if not dead:
+            self._dead_by = None
+        elif self._dead_by is None:
+            self._dead_by = now + DEAD_PATHS_TIMEOUT
+
     def _drain_policy(self, now: float) -> None:
+        self._check_dead(now)
         while (a := self.policy.next_action()) is not None:
             self._actions.append(a)
             if isinstance(a, SetPrimary):

@@ -19,7 +19,6 @@ from haig.adapters import sctp_opts
 from haig.config.model import Config
 from haig.config.validate import parse_hostport
 from haig.core import drops
-from haig.core.datapath import Outgoing
 from haig.core.endpoint_session import (
     N_STREAMS,
     Abort,
@@ -32,8 +31,9 @@ from haig.core.endpoint_session import (
 )
 from haig.core.status import StatusModel
 from haig.relay import sctp_driver
-from haig.relay.common import Clock, ensure_udp_encap_port, family_of, publish, udp_socket
-from haig.relay.sctp_driver import AssocGone, AssocUp, CoreTimer, Received, SctpDriver
+from haig.relay.common import Clock, ensure_udp_encap_port, family_of, udp_socket
+from haig.relay.role import RoleDriver
+from haig.relay.sctp_driver import AssocGone, AssocUp, Received, SctpDriver
 
 log = logging.getLogger("haig.endpoint")
 
@@ -43,19 +43,15 @@ TARGET_READ_BATCH = 64  # datagrams read from one target socket per wake-up
 FLOWS_STATUS_INTERVAL = 1.0
 
 
-class Endpoint:
+class Endpoint(RoleDriver):
     def __init__(self, cfg: Config, status: StatusModel, *, clock: Clock | None = None) -> None:
-        self.cfg, self.main, self.status = cfg, cfg.main, status
-        self.clock = clock or Clock()
+        super().__init__(status, clock or Clock())
+        self.cfg, self.main = cfg, cfg.main
         self.core = EndpointCore(cfg, self.clock.mono())
         self.sctp: SctpDriver | None = None
         self._wrapper: Any = None  # pysctp's socket object (owns the fd)
         self._targets: dict[tuple[int, int], socket.socket] = {}  # (assoc, gateway flow) -> UDP
         self._resolved: dict[str, tuple[str, int]] = {}
-        self._timer: CoreTimer | None = None
-        self._failed: asyncio.Future | None = None
-        self._stopping = False
-        self._in_pump = False
         self._next_flows = 0.0
 
     # -- life cycle ---------------------------------------------------------------------
@@ -90,9 +86,7 @@ class Endpoint:
         return (a.bind, a.port, a.udp_port, a.role) == (b.bind, b.port, b.udp_port, b.role) and self.sctp is not None
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._failed = loop.create_future()
-        self._timer = CoreTimer(self.clock.mono, lambda: self.guard(self._on_timer))
+        self._start_driver()
         try:
             self.status.set_uplinks([])
             for s in self.core.targets.values():
@@ -100,21 +94,17 @@ class Endpoint:
             ensure_udp_encap_port(self.main.udp_port)  # NATed gateways arrive over UDP
             if self._wrapper is None:
                 self.bind()
-            self.sctp = SctpDriver(self._wrapper, self._on_item, lambda: self.guard(lambda: None),
+            self.sctp = SctpDriver(self._wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
                                    self._send_failed)
             log.info("endpoint listening on %s port %d for %d gateway(s)",
                      ", ".join(self.main.bind), self.main.port, len(self.core.peers))
-            self._pump()
-            await self._failed
+            await self._serve()
         finally:
             await self.stop()
 
     async def stop(self) -> None:
-        if self._stopping:
+        if not self._begin_stop():
             return
-        self._stopping = True
-        if self._timer is not None:
-            self._timer.cancel()
         for key in list(self._targets):
             self._close_target(*key)
         if self.sctp is not None:
@@ -123,20 +113,6 @@ class Endpoint:
         elif self._wrapper is not None:
             with contextlib.suppress(Exception):
                 self._wrapper.close()
-
-    def guard(self, fn, *args) -> None:
-        """Run a core input and pump its outputs; a bug ends run() (the daemon restarts
-        the relay with back-off and an event)."""
-        if self._stopping:
-            return
-        try:
-            fn(*args)
-            if not self._in_pump:
-                self._pump()
-        except Exception as e:
-            log.exception("endpoint: internal error")
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(e)
 
     async def reconfigure(self, cfg: Config) -> list[str]:
         """Peers, keys and targets changed (nothing that needs a new socket): in place."""
@@ -157,27 +133,17 @@ class Endpoint:
 
     # -- the pump: core outputs → I/O -----------------------------------------------------
 
-    def _pump(self) -> None:
-        self._in_pump = True
-        try:
-            core = self.core
-            while (a := core.next_action()) is not None:
-                self._do(a)
-            if self.sctp is not None:
-                for q in core.queues():
-                    self.sctp.flush(q)
-            for d in core.datagrams_to_deliver():
-                self._deliver(d)
-            while (ev := core.next_event()) is not None:
-                publish(self.status, self.clock, ev)
-            for reason, service, n in core.ledger.take():
-                self.status.count_drop(reason, n, service=service or None)
-            for key, fields in core.status_updates().items():
-                self.status.set_association(key, **fields)
-            if self._timer is not None:
-                self._timer.arm(core.get_timer())
-        finally:
-            self._in_pump = False
+    def _pump_role(self) -> None:
+        core = self.core
+        while (a := core.next_action()) is not None:
+            self._do(a)
+        if self.sctp is not None:
+            for q in core.queues():
+                self.sctp.flush(q)
+        for d in core.datagrams_to_deliver():
+            self._deliver(d)
+        for key, fields in core.status_updates().items():
+            self.status.set_association(key, **fields)
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -212,24 +178,16 @@ class Endpoint:
     def _on_item(self, it: sctp_driver.Item) -> None:
         now = self.clock.mono()
         core = self.core
-        try:
-            if isinstance(it, Received):
-                core.receive_message(it.assoc_id, it.data, it.addr, it.stream, now)
-            elif isinstance(it, AssocUp):
-                core.association_up(it.assoc_id, now)
-            elif isinstance(it, AssocGone):
-                core.association_gone(it.assoc_id, it.why, now)
-            elif isinstance(it, sctp_driver.PathChange):
-                core.path_state(it.assoc_id, it.addr, it.state, now)
-            elif isinstance(it, sctp_driver.Abandoned):
-                core.abandoned_message(it.assoc_id, it.data, now)
-        except Exception as e:
-            log.exception("endpoint: internal error")
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(e)
-
-    def _send_failed(self, item: Outgoing, reason: str) -> None:
-        self.core.send_failed(item, reason, self.clock.mono())
+        if isinstance(it, Received):
+            core.receive_message(it.assoc_id, it.data, it.addr, it.stream, now)
+        elif isinstance(it, AssocUp):
+            core.association_up(it.assoc_id, now)
+        elif isinstance(it, AssocGone):
+            core.association_gone(it.assoc_id, it.why, now)
+        elif isinstance(it, sctp_driver.PathChange):
+            core.path_state(it.assoc_id, it.addr, it.state, now)
+        elif isinstance(it, sctp_driver.Abandoned):
+            core.abandoned_message(it.assoc_id, it.data, now)
 
     def _sample(self) -> None:
         now = self.clock.mono()

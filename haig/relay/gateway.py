@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import socket
 from typing import Any
 
 import sctp
@@ -24,14 +27,44 @@ from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, 
 from haig.core.policy import SetHeartbeat, SetPrimary
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
-from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf, publish
-from haig.relay.sctp_driver import AssocGone, CoreTimer, Received, SctpDriver
+from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
+from haig.relay.role import RoleDriver
+from haig.relay.sctp_driver import AssocGone, Received, SctpDriver
 
 log = logging.getLogger("haig.gateway")
 
 LINK_READY_TIMEOUT = 5.0  # s: wait for the link watcher's first dump before connecting
 INIT_ATTEMPTS = 3  # INIT retransmissions per connect attempt (each bounded by rto_max)
+CONNECT_SLACK = 5.0  # s beyond the INIT attempts before a connect is given up by haig itself
 FLOWS_STATUS_INTERVAL = 1.0  # s between flow-list refreshes in the status
+
+
+async def _connectx(wrapper: Any, raw: Any, peers: list[tuple[str, int]], timeout: float) -> None:
+    """connectx without blocking: pysctp's holds the GIL for the whole INIT handshake (the
+    daemon, API and ubus threads included would freeze for it), so the socket is made
+    non-blocking first and the loop waits for it to become writable (INITMSG bounds the
+    attempts; the outcome is in SO_ERROR)."""
+    raw.setblocking(False)
+    try:
+        wrapper.connectx(peers)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+            raise
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_writer(raw.fileno(), lambda: done.done() or done.set_result(None))
+    try:
+        # INITMSG ends the attempt in the kernel; the timeout only guards against a
+        # wake-up that never comes (the daemon must not wait on one connect forever).
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        raise OSError(errno.ETIMEDOUT, "INIT not answered") from None
+    finally:
+        loop.remove_writer(raw.fileno())
+    err = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -52,22 +85,20 @@ class _Listener(asyncio.DatagramProtocol):
         self.gw.guard(self.gw.core.drop, drops.SEND_FAILED, self.index, self.gw.clock.mono())
 
 
-class Gateway:
+class Gateway(RoleDriver):
     def __init__(self, cfg: Config, status: StatusModel, *, clock: Clock | None = None,
                  link_watch: bool = True, pin_routes: bool = True) -> None:
-        self.cfg, self.main, self.status = cfg, cfg.main, status
-        self.clock = clock or Clock()
+        super().__init__(status, clock or Clock())
+        self.cfg, self.main = cfg, cfg.main
         self.link_watch, self.pin_routes = link_watch, pin_routes
         self.core = GatewayLink(cfg, self.clock.mono())
         self.listeners: list[_Listener] = []
         self.sctp: SctpDriver | None = None
         self._connecting: asyncio.Task | None = None
-        self._timer: CoreTimer | None = None
-        self._failed: asyncio.Future | None = None
-        self._stopping = False
-        self._in_pump = False
         self._watcher: Any = None
         self._watch_task: asyncio.Task | None = None
+        self._watch_ready_task: asyncio.Task | None = None
+        self._watch_ready = False  # the watcher's first dump is in: its view is facts
         self._routes: Any = None
         self._assoc_version = -1
         self._planned: list[_Listener] | None = None  # listeners bound by prepare()
@@ -123,9 +154,7 @@ class Gateway:
         self._planned = []
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._failed = loop.create_future()
-        self._timer = CoreTimer(self.clock.mono, lambda: self.guard(self._on_timer))
+        self._start_driver()
         self.status.set_uplinks(self.uplinks)
         try:
             if self._planned is None:
@@ -138,18 +167,14 @@ class Gateway:
                 self._start_routes()
             if self.link_watch:
                 await self._start_link_watch()
-            self._pump()
-            await self._failed  # only a bug ends it (raised here, the daemon restarts us)
+            await self._serve()
         finally:
             await self.stop()
 
     async def stop(self) -> None:
-        if self._stopping:
+        if not self._begin_stop():
             return
-        self._stopping = True
-        if self._timer is not None:
-            self._timer.cancel()
-        for t in (self._watch_task, self._connecting):
+        for t in (self._watch_task, self._watch_ready_task, self._connecting):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -166,30 +191,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 self._routes.remove_all_sync()
 
-    def guard(self, fn, *args) -> None:
-        """Run a core input and pump its outputs; a bug ends run() (the daemon restarts
-        the relay, with back-off and an event) instead of leaving a half-updated core."""
-        if self._stopping:
-            return
-        try:
-            fn(*args)
-            if not self._in_pump:  # a nested input: the running pump takes its outputs
-                self._pump()
-        except Exception as e:
-            log.exception("gateway: internal error")
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(e)
-
-    # -- the pump: core outputs → I/O -----------------------------------------------------
-
-    def _pump(self) -> None:
-        self._in_pump = True
-        try:
-            self._pump_once()
-        finally:
-            self._in_pump = False
-
-    def _pump_once(self) -> None:
+    def _pump_role(self) -> None:
         core = self.core
         while (a := core.next_action()) is not None:
             self._do(a)
@@ -199,17 +201,11 @@ class Gateway:
             tr = self.listeners[d.service].transport
             if tr is not None:
                 tr.sendto(d.payload, d.client)
-        while (ev := core.next_event()) is not None:
-            publish(self.status, self.clock, ev)
-        for reason, service, n in core.ledger.take():
-            self.status.count_drop(reason, n, service=service or None)
         self.status.set_primary(core.policy.primary)
         if core.version != self._assoc_version:
             self._assoc_version = core.version
             self.status.set_association("endpoint", **core.association_view(),
                                         paths=core.path_views() if core.associated else [])
-        if self._timer is not None:
-            self._timer.arm(core.get_timer())
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -243,31 +239,37 @@ class Gateway:
 
     async def _connect(self, c: Connect) -> None:
         m = self.main
-        wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
-        raw = wrapper.sock()
+        wrapper = None
         try:
+            wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
+            raw = wrapper.sock()
             sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
             if c.encap_port is not None:
                 sctp_opts.set_udp_encap(raw, 0, None, c.encap_port)
             wrapper.bindx([(a, 0) for a in c.bind])
-            # connectx blocks for the INIT handshake (bounded by INITMSG): off the loop.
-            await asyncio.get_running_loop().run_in_executor(None, wrapper.connectx, list(c.peers))
+            await _connectx(wrapper, raw, list(c.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            if self._stopping:
+                wrapper.close()
+                return
+            self.sctp = SctpDriver(wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
+                                   self._send_failed, self._sent)
+            self._tune_paths(encap_socketwide=c.encap_port is not None)
         except asyncio.CancelledError:
-            wrapper.close()
+            if wrapper is not None:
+                wrapper.close()
             raise
-        except Exception as e:
-            wrapper.close()
+        except Exception as e:  # any failure, even making the socket, is retried
+            if self.sctp is not None:
+                self.sctp.close()
+                self.sctp = None
+            elif wrapper is not None:
+                with contextlib.suppress(Exception):
+                    wrapper.close()
             log.warning("association to %s failed: %s", ", ".join(p[0] for p in c.peers), e)
             self.guard(self.core.connect_failed, str(e), self.clock.mono())
             return
         finally:
             self._connecting = None
-        if self._stopping:
-            wrapper.close()
-            return
-        self.sctp = SctpDriver(wrapper, self._on_item_guarded, lambda: self.guard(lambda: None),
-                               self._send_failed, self._sent)
-        self._tune_paths(encap_socketwide=c.encap_port is not None)
         log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
         self.guard(self.core.connected, self.clock.mono())
 
@@ -285,14 +287,6 @@ class Gateway:
             except OSError as e:
                 log.warning("uplink %s: cannot tune path %s: %s", u.name, addr[0], e)
 
-    def _on_item_guarded(self, it: sctp_driver.Item) -> None:
-        """Per message, no pump (the driver pumps once after its read batch)."""
-        self._in_pump = True
-        try:
-            self.guard(self._on_item, it)
-        finally:
-            self._in_pump = False
-
     def _on_item(self, it: sctp_driver.Item) -> None:
         now = self.clock.mono()
         if isinstance(it, Received):
@@ -306,9 +300,6 @@ class Gateway:
             self.core.abandoned_message(it.data, now)
         elif isinstance(it, AssocGone):
             self.core.association_lost(it.why, now)
-
-    def _send_failed(self, item: Outgoing, reason: str) -> None:
-        self.core.send_failed(item, reason, self.clock.mono())
 
     def _sent(self, item: Outgoing) -> None:
         name = self.core.uplink_of(item.to) if item.to is not None else self.core.policy.primary
@@ -365,10 +356,21 @@ class Gateway:
             return
         self._watcher = LinkWatcher(self.uplinks)
         self._watch_task = asyncio.create_task(self._watch())
-        # local addresses left empty in the config come from the first dump
-        with contextlib.suppress(TimeoutError):
+        # Local addresses left empty in the config come from the first dump. Until it is
+        # in, the watcher's view is its empty default ("device missing"): not a fact.
+        try:
             await asyncio.wait_for(self._watcher.wait_ready(), LINK_READY_TIMEOUT)
+        except TimeoutError:
+            log.info("link watcher: first dump not in after %.0f s; connecting meanwhile", LINK_READY_TIMEOUT)
+            self._watch_ready_task = asyncio.create_task(self._when_watcher_ready())
+            return
+        self._watch_ready = True
         self._learn_addresses()
+
+    async def _when_watcher_ready(self) -> None:
+        await self._watcher.wait_ready()
+        self._watch_ready = True
+        self.guard(self._learn_addresses)
 
     async def _watch(self) -> None:
         try:
@@ -385,7 +387,7 @@ class Gateway:
     def _learn_addresses(self) -> None:
         """The watcher reports up/down changes only: a new lease on a link that stays up
         is picked up here (after the first dump, and on every sample)."""
-        if self._watcher is None:
+        if self._watcher is None or not self._watch_ready:
             return
         for name, (up, reason, addr) in self._watcher.current().items():
             if name not in self.core.links or (addr and addr != self.core.local.get(name)):

@@ -21,6 +21,7 @@ from tests.testbed.topology import FALLBACK, MAIN, Topology
 KEY = "testbed-shared-key-0123456789"
 # Uplink (UCI section) names for the bed's links, as a router owner would call them.
 UPLINK = {MAIN: "dsl", FALLBACK: "lte"}
+STARTUP_S = 240.0  # most a daemon's start-up may take before wait_for's timeout starts
 
 
 def _sec(kind: str, name: str, opts: dict) -> str:
@@ -78,6 +79,17 @@ def endpoint_config(topo: Topology, port: int, services: list[Service],
     return out
 
 
+def _log_dir() -> str | None:
+    """Where daemon logs go: HAIG_TESTBED_LOGS, else in the VM artifacts/vm/haig-logs
+    (the host can read it while the suite runs), else the system's temporary directory."""
+    d = os.environ.get("HAIG_TESTBED_LOGS")
+    if not d and os.environ.get("HAIG_IN_VM") and Path("artifacts/vm").is_dir():
+        d = "artifacts/vm/haig-logs"
+    if d:
+        Path(d).mkdir(parents=True, exist_ok=True)
+    return d or None
+
+
 @dataclass
 class Haig:
     ns: Netns
@@ -90,7 +102,7 @@ class Haig:
     extra_env: dict = field(default_factory=dict)
 
     def start(self) -> Haig:
-        d = Path(tempfile.mkdtemp(prefix=f"haig-{self.name}-"))
+        d = Path(tempfile.mkdtemp(prefix=f"haig-{self.name}-", dir=_log_dir()))
         self.path = d / "haig.conf"
         self.path.write_text(self.config)
         self.log_path = d / "haig.log"
@@ -132,13 +144,21 @@ class Haig:
             raise RuntimeError(f"{self.name}: API {req.full_url} failed: {e}") from e
 
     def wait_for(self, pred, timeout: float = 60, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout
+        """Poll the status until pred(status). `timeout` counts from when the daemon's
+        API first answers: Python's start-up alone takes 10-60 s in a contended TCG VM,
+        and a bound on haig's behaviour must not be spent on it (at most STARTUP_S)."""
+        start = time.monotonic()
+        deadline = start + STARTUP_S + timeout
         last: dict = {}
+        answered = False
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()[-3000:]}")
             try:
                 last = self.status()
+                if not answered:
+                    answered = True
+                    deadline = min(deadline, time.monotonic() + timeout)
                 if pred(last):
                     return last
             except (RuntimeError, ValueError):

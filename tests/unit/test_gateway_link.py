@@ -343,3 +343,20 @@ def test_policy_knobs_are_reloaded_in_place_and_addresses_are_not():
     assert b.gw.policy.hold_down == 60 and b.gw.queue.limit == 9
     moved = dataclasses.replace(b.gw_cfg, main=dataclasses.replace(b.gw_cfg.main, port=9999))
     assert not b.gw.can_reconfigure(moved)
+
+
+def test_association_with_every_path_dead_is_given_up_and_remade_when_a_link_returns():
+    from haig.core.gateway_link import DEAD_PATHS_TIMEOUT
+
+    b = admitted()
+    t0 = b.now
+    for u, addr in (("dsl", DSL_EP), ("lte", LTE_EP)):
+        b.gw.uplink_facts(u, up=False, local_address=None, reason="carrier lost", now=t0)
+        b.gw.path_state((addr, 8888), "unreachable", t0)
+    b.up = None  # while the links are down nothing connects
+    b.run_until(t0 + DEAD_PATHS_TIMEOUT + 0.1)
+    assert not b.gw.associated and "no path usable" in b.gw.reason
+    b.up = False
+    b.gw.uplink_facts("dsl", up=True, local_address=None, reason="carrier", now=b.now)
+    b.run_until(b.now)
+    assert b.gw.admitted

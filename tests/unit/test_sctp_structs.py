@@ -507,3 +507,17 @@ def test_unknown_notification_type_has_no_assoc_id():
 def test_truncated_notification_is_value_error(buf):
     with pytest.raises(ValueError):
         sctp_io.parse_notification(buf)
+
+
+def test_failed_getsockopt_raises_oserror_not_a_crash():
+    """A getsockopt that fails (a path of a dying association) raised a SIGSEGV once:
+    libc's strerror through ctypes returned a truncated pointer."""
+    import subprocess
+    import sys
+
+    code = ("import socket; from haig.adapters import sctp_opts\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "try:\n    sctp_opts.get_path_info(s, 0, ('127.0.0.1', 1))\n"
+            "except OSError as e:\n    print('OSError', e.errno)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and out.stdout.startswith("OSError"), (out.returncode, out.stderr)

@@ -68,7 +68,7 @@ def _no_tracebacks(*ps: Haig) -> None:
         assert "Traceback" not in p.log(), f"{p.name} logged a traceback:\n{p.log()[-3000:]}"
 
 
-def _listening_at(ep: Haig, timeout: float = 60) -> float:
+def _listening_at(ep: Haig, timeout: float = 300) -> float:
     """monotonic time at which the endpoint logged that it listens (its start-up under
     emulation takes seconds: recovery is measured from when it could answer)."""
     deadline = time.monotonic() + timeout

@@ -80,7 +80,10 @@ def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
         assert corrupted == 0 and dups == 0
         missing = sorted(set(sent) - set(got))
         # haig relayed every datagram both ways (its own counters)...
-        gf, ef = gw.status()["flows"][0], ep.status()["flows"][0]
+        # (the flow list in the status is refreshed about once a second: wait for it)
+        def counted(s: dict) -> bool:
+            return bool(s["flows"]) and s["flows"][0]["rx_packets"] >= len(sent) and s["flows"][0]["tx_packets"] >= len(sent)
+        gf, ef = gw.wait_for(counted, 10, "gateway flow counters")["flows"][0], ep.wait_for(counted, 10, "endpoint flow counters")["flows"][0]
         assert gf["rx_packets"] == ef["rx_packets"] == ef["tx_packets"] == gf["tx_packets"] == len(sent)
         # ...and the client got them (a handful at the very end of the burst have been seen
         # lost on the final UDP hop in the emulator; see the issue note)
