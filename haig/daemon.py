@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -163,15 +162,19 @@ class Daemon:
         m = self.cfg.main
         if m.api_listen:
             from haig.config.validate import parse_hostport
-            from haig.surfaces.api import create_app, serve
 
-            host, port = parse_hostport(m.api_listen)
-            app = create_app(self.status, token=m.api_token or None, control=self)
-            try:
-                self._api = serve(app, host, port)
-                log.info("status API and panel on http://%s:%d/ (%s)", host, self._api.port, self._api.kind)
-            except OSError as e:
-                log.warning("status API not started on %s: %s", m.api_listen, e)
+            try:  # on a router Flask comes with the optional haig-api package
+                from haig.surfaces.api import create_app, serve
+            except ImportError as e:
+                log.warning("api_listen is set but the HTTP API needs Flask (install haig-api): %s", e)
+            else:
+                host, port = parse_hostport(m.api_listen)
+                app = create_app(self.status, token=m.api_token or None, control=self)
+                try:
+                    self._api = serve(app, host, port)
+                    log.info("status API and panel on http://%s:%d/ (%s)", host, self._api.port, self._api.kind)
+                except OSError as e:
+                    log.warning("status API not started on %s: %s", m.api_listen, e)
         from haig.surfaces.ubus_adapter import start_ubus
 
         _, self._ubus_stop = start_ubus(self.status, self)
@@ -243,14 +246,6 @@ class Daemon:
         return self._call(do())
 
 
-def setup_logging(level: str) -> None:
-    # procd captures stderr into the system log (logread); no timestamps of our own there.
-    fmt = "%(name)s: %(levelname)s: %(message)s"
-    if os.environ.get("HAIG_LOG_TIMESTAMPS"):  # off the router (tests, Debian endpoint)
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
-
-
 def run_from_args(args) -> int:
     try:
         cfg = load_config(args.config, args.role)
@@ -259,7 +254,11 @@ def run_from_args(args) -> int:
         for line in e.errors:
             print(f"  {line}", file=sys.stderr)
         return 1
-    setup_logging(cfg.main.log_level)
+    # stderr (procd → logread; the journal's fields when systemd runs us), every line
+    # made one printable line: peer text (gateway ids, refusals) cannot forge log lines.
+    from haig.surfaces.logsetup import setup_logging
+
+    setup_logging(cfg.main.log_level, cfg.main.role, cfg.main.gateway_id)
     if not cfg.main.enabled:
         log.warning("disabled in %s (option enabled '0'): not starting", args.config)
         return 0

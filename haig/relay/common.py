@@ -81,7 +81,12 @@ def ensure_udp_encap_port(port: int) -> None:
         log.warning("cannot read %s (%s): SCTP over UDP unavailable", p, e)
         return
     if cur == 0:
-        p.write_text(str(port))
+        try:
+            p.write_text(str(port))
+        except OSError as e:  # unprivileged (the systemd unit presets it instead)
+            log.warning("cannot set net.sctp.udp_port=%d (%s): gateways behind NAT (udp_encap) "
+                        "cannot reach this host; set it before haig starts", port, e)
+            return
         log.info("enabled SCTP over UDP on local port %d (net.sctp.udp_port)", port)
     elif cur != port:
         log.info("SCTP over UDP already on local port %d (config says %d): keeping it", cur, port)

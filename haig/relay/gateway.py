@@ -24,7 +24,7 @@ from haig.config.validate import parse_hostport
 from haig.core import drops
 from haig.core.datapath import Outgoing
 from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, Sample
-from haig.core.policy import SetHeartbeat, SetPrimary
+from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
 from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
@@ -99,6 +99,8 @@ class Gateway(RoleDriver):
         self._watch_task: asyncio.Task | None = None
         self._watch_ready_task: asyncio.Task | None = None
         self._watch_ready = False  # the watcher's first dump is in: its view is facts
+        self._netifd: Any = None  # on OpenWrt: devices and addresses as netifd knows them
+        self._netifd_task: asyncio.Task | None = None
         self._routes: Any = None
         self._assoc_version = -1
         self._planned: list[_Listener] | None = None  # listeners bound by prepare()
@@ -167,6 +169,7 @@ class Gateway(RoleDriver):
                 self._start_routes()
             if self.link_watch:
                 await self._start_link_watch()
+                await self._start_netifd()
             await self._serve()
         finally:
             await self.stop()
@@ -174,7 +177,9 @@ class Gateway(RoleDriver):
     async def stop(self) -> None:
         if not self._begin_stop():
             return
-        for t in (self._watch_task, self._watch_ready_task, self._connecting):
+        if self._netifd is not None:
+            self._netifd.stop()
+        for t in (self._watch_task, self._watch_ready_task, self._netifd_task, self._connecting):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -224,12 +229,14 @@ class Gateway(RoleDriver):
                 self.sctp = None
         elif isinstance(a, Sample):
             self._sample()
-        elif isinstance(a, SetPrimary | SetHeartbeat) and self.sctp is not None:
+        elif isinstance(a, SetPrimary | SetHeartbeat | SetPathThresholds) and self.sctp is not None:
             u = self.core.by_name[a.uplink]
             addr = self.core.path_to(u)
             try:
                 if isinstance(a, SetPrimary):
                     sctp_opts.set_primary(self.sctp.sock, 0, addr)
+                elif isinstance(a, SetPathThresholds):
+                    sctp_opts.set_thresholds(self.sctp.sock, 0, addr, a.path_max_retrans, a.pf_retrans)
                 else:
                     sctp_opts.set_paddr_params(self.sctp.sock, 0, addr, a.interval_ms, u.path_max_retrans)
             except OSError as e:
@@ -379,6 +386,31 @@ class Gateway(RoleDriver):
             raise
         except Exception as e:
             log.warning("link watcher stopped: %s", e)
+
+    async def _start_netifd(self) -> None:
+        """On OpenWrt an uplink names a netifd interface ('wan'); its device (pppoe-wan,
+        wwan0), addresses and their changes come from netifd over ubus. Elsewhere (no
+        `ubus` tool) the watcher returns at once and netlink alone reports."""
+        if not any(u.interface for u in self.uplinks):
+            return
+        from haig.adapters.netifd import NetifdWatcher
+
+        self._netifd = NetifdWatcher(self.uplinks, self.on_uplink_facts, on_device=self._on_device)
+        self._netifd_task = asyncio.create_task(self._netifd.run())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._netifd.wait_ready(), LINK_READY_TIMEOUT)
+
+    def _on_device(self, uplink: str, device: str) -> None:
+        """netifd resolved an uplink's device (none configured): netlink and the policy
+        routes follow that device from now on."""
+        if self._watcher is not None:
+            self._watcher.set_device(uplink, device)
+        if self._routes is not None:
+            self._routes.set_device(uplink, device)
+            try:
+                log.info("policy routes: %s", self._routes.reconcile_sync())
+            except Exception as e:  # routes are an aid; the association runs without them
+                log.warning("cannot install policy routes for %s on %s: %s", uplink, device, e)
 
     def _on_link(self, uplink: str, up: bool, reason: str) -> None:
         st = self._watcher.current().get(uplink) if self._watcher else None
