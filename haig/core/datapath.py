@@ -41,11 +41,14 @@ def control(msg: bytes, to: Hashable | None = None, assoc_id: int = 0) -> Outgoi
 
 class OutQueue:
     """Messages waiting for the socket. DATA beyond `limit` is dropped (queue_full);
-    control messages are few and always kept."""
+    control messages are few and always kept. A critical datagram finding the queue
+    full evicts the oldest queued non-critical one instead (that one is counted as
+    queue_full); only a queue of nothing but critical DATA drops a critical one."""
 
     def __init__(self, limit: int, ledger: DropLedger) -> None:
         self.limit, self.ledger = limit, ledger
         self._q: deque[Outgoing] = deque()
+        self.evicted = 0  # non-critical datagrams dropped to make room for critical ones
 
     def __len__(self) -> int:
         return len(self._q)
@@ -55,10 +58,23 @@ class OutQueue:
 
     def push(self, item: Outgoing, now: float) -> bool:
         if item.is_data and len(self._q) >= self.limit:
-            self.ledger.count(drops.QUEUE_FULL, item.service, critical=item.critical, now=now)
-            return False
+            victim = self._evictable() if item.critical else None
+            if victim is None:
+                self.ledger.count(drops.QUEUE_FULL, item.service, critical=item.critical, now=now)
+                return False
+            lost = self._q[victim]
+            del self._q[victim]
+            self.evicted += 1
+            self.ledger.count(drops.QUEUE_FULL, lost.service, now=now)
         self._q.append(item)
         return True
+
+    def _evictable(self) -> int | None:
+        """Index of the oldest non-critical DATA message (O(n), only when full)."""
+        for i, it in enumerate(self._q):
+            if it.is_data and not it.critical:
+                return i
+        return None
 
     def peek(self) -> Outgoing | None:
         return self._q[0] if self._q else None

@@ -15,7 +15,8 @@ from haig.core.events import DROP, Event
 QUEUE_FULL = "queue_full"  # our send queue (socket full) was at its bound
 TTL_EXPIRED = "ttl_expired"  # SCTP abandoned it: PR-SCTP lifetime over, or unsent at abort
 ASSOC_LOST = "assoc_lost"  # still queued when the association went away
-FLOW_TABLE_FULL = "flow_table_full"
+FLOW_TABLE_FULL = "flow_table_full"  # the home's max_flows (plus the critical reserve) in use
+FD_BUDGET = "fd_budget"  # the endpoint's target sockets would pass its share of RLIMIT_NOFILE
 MALFORMED = "malformed"  # could not be decoded
 OVERSIZED = "oversized"  # larger than max_datagram
 NO_ASSOCIATION = "no_association"  # nothing admitted to send it over
@@ -23,7 +24,7 @@ NO_TARGET = "no_target"  # the endpoint has no target for the service
 UNKNOWN_FLOW = "unknown_flow"  # a reply for a flow this side does not know
 SEND_FAILED = "send_failed"  # the socket refused it (error other than "would block")
 ILLEGAL_STATE = "illegal_state"  # a message not allowed in the admission state
-REASONS = (QUEUE_FULL, TTL_EXPIRED, ASSOC_LOST, FLOW_TABLE_FULL, MALFORMED, OVERSIZED,
+REASONS = (QUEUE_FULL, TTL_EXPIRED, ASSOC_LOST, FLOW_TABLE_FULL, FD_BUDGET, MALFORMED, OVERSIZED,
            NO_ASSOCIATION, NO_TARGET, UNKNOWN_FLOW, SEND_FAILED, ILLEGAL_STATE)
 
 NO_SERVICE = ""  # for drops no service can be named for (malformed messages...)

@@ -17,6 +17,7 @@ section, key or service targets changed lose their association.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +30,19 @@ from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import Flow, FlowTable
 from haig.core.outputs import CoreOutputs
+from haig.core.refusals import SUBJECT_LIMIT, Refusals
 from haig.core.states import AssocState, PathState, best_path
+from haig.surfaces.logsafe import safe
 
 N_STREAMS = 16
-ADMISSION_TIMEOUT = 10.0  # s from COMM_UP to a valid HELLO
+# An unauthenticated peer costs a session until its HELLO checks out: bound them.
+ADMISSION_TIMEOUT = 3.0  # s from COMM_UP to a valid HELLO (a real gateway sends it in one RTT)
+PENDING_MAX = 256  # sessions not yet admitted, all sources together
+PENDING_PER_SOURCE = 8  # ... from one source address
+NOT_ADMITTED = "not admitted"  # the one reason REFUSED gives: the real one only in the log
+# Flows (one UDP socket each) a critical service may still open when the home's
+# max_flows, or the process's fd budget, is used up by others.
+CRITICAL_RESERVE = 16
 REFUSE_ABORT_DELAY = 0.5  # s: let REFUSED reach the gateway before the ABORT
 SAMPLE_INTERVAL = 1.0  # s between path samples of admitted associations
 
@@ -93,14 +103,22 @@ class Session:
     infos: dict[str, Any] = field(default_factory=dict)  # last sample per address
     admit_by: float | None = None
     version: int = 0
+    source: str = "?"  # the peer's first address at COMM_UP (for the per-source cap)
 
 
 class EndpointCore(CoreOutputs):
-    def __init__(self, cfg: Config, now: float, *, nonce: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, cfg: Config, now: float, *, nonce: Callable[[int], bytes] = os.urandom,
+                 fd_budget: int | None = None) -> None:
         super().__init__()
         self.main = cfg.main
         self._nonce = nonce
+        # Target sockets (flows) the process may hold at once (None: unbounded); the
+        # driver derives it from RLIMIT_NOFILE. The last CRITICAL_RESERVE are critical's.
+        self.fd_budget = fd_budget
         self.ledger = DropLedger()
+        self.refusals = Refusals()
+        self.shed = 0  # associations aborted at COMM_UP: too many pending
+        self._pending: Counter[str] = Counter()  # source address -> sessions not yet admitted
         self.abandoned = Abandoned()
         self.sessions: dict[int, Session] = {}
         self.by_gateway: dict[str, int] = {}
@@ -124,8 +142,11 @@ class EndpointCore(CoreOutputs):
     def queues(self) -> list[OutQueue]:
         return [s.queue for s in self.sessions.values()]
 
+    def _event_sources(self) -> tuple[Any, ...]:
+        return (self.ledger, self.refusals)
+
     def get_timer(self) -> float | None:
-        ts = [self.ledger.get_timer(), *self._aborts.values()]
+        ts = [self.ledger.get_timer(), self.refusals.get_timer(), *self._aborts.values()]
         for s in self.sessions.values():
             ts += [s.admit_by, s.flows.get_timer() if s.flows is not None else None]
         if any(s.gateway for s in self.sessions.values()):
@@ -134,13 +155,24 @@ class EndpointCore(CoreOutputs):
 
     # -- association lifecycle ----------------------------------------------------------
 
-    def association_up(self, assoc_id: int, now: float) -> None:
+    def association_up(self, assoc_id: int, now: float, source: str | None = None) -> None:
+        """`source`: the peer's (first) address, for the per-source cap on pending sessions."""
         old = self.sessions.get(assoc_id)
         if old is not None:
             self._end(old, "association restarted", now)
         self._aborts.pop(assoc_id, None)
+        src = source or "?"
+        if sum(self._pending.values()) >= PENDING_MAX or self._pending[src] >= PENDING_PER_SOURCE:
+            # Shed at once: no session, no CHALLENGE, nothing kept but a count.
+            self.shed += 1
+            why = ("too many pending associations" if self._pending[src] < PENDING_PER_SOURCE
+                   else "too many pending associations from this address")
+            self.refusals.refused("", src, why, now)
+            self._actions.append(Abort(assoc_id))
+            return
         sess = Session(assoc_id, self._nonce(wire.NONCE), now, OutQueue(self.main.queue, self.ledger),
-                       admit_by=now + ADMISSION_TIMEOUT)
+                       admit_by=now + ADMISSION_TIMEOUT, source=src)
+        self._pending[src] += 1
         self.sessions[assoc_id] = sess
         self._actions.append(Tune(assoc_id))
         sess.queue.push(control(wire.encode_challenge(sess.challenge), assoc_id=assoc_id), now)
@@ -151,15 +183,28 @@ class EndpointCore(CoreOutputs):
         if sess is not None:
             self._end(sess, why, now)
 
+    @property
+    def pending(self) -> int:
+        """Sessions not yet admitted (nor refused)."""
+        return sum(self._pending.values())
+
+    def _unpend(self, sess: Session) -> None:
+        if sess.admit_by is not None:
+            sess.admit_by = None
+            self._pending[sess.source] -= 1
+            if self._pending[sess.source] <= 0:
+                del self._pending[sess.source]
+
     def handle_timer(self, now: float) -> None:
         self.ledger.handle_timer(now)
+        self.refusals.handle_timer(now)
         for aid, at in list(self._aborts.items()):
             if now >= at:
                 del self._aborts[aid]
                 self._actions.append(Abort(aid))
         for sess in list(self.sessions.values()):
             if sess.admit_by is not None and now >= sess.admit_by:
-                self._refuse(sess, "", "?", f"no HELLO within {ADMISSION_TIMEOUT:g} s", now)
+                self._refuse(sess, "", sess.source, f"no HELLO within {ADMISSION_TIMEOUT:g} s", now)
             elif sess.flows is not None:
                 for f in sess.flows.expire(now):
                     self._actions.append(CloseTarget(sess.assoc_id, f.key))
@@ -220,32 +265,35 @@ class EndpointCore(CoreOutputs):
             # The home re-associated (router reboot, new addresses): the old one is stale.
             self._end(self.sessions[old], "replaced by a new association", now, abort=True)
         sess.adm.to(nxt)
-        sess.admit_by = None
+        self._unpend(sess)
         sess.gateway, sess.names = peer, hello.services
         sess.services = [self.targets.get(name) for name in hello.services]
-        sess.flows = FlowTable(self.main.max_flows, self.main.flow_idle, n_streams=N_STREAMS)
+        # max_flows for every service, plus a reserve only critical services may use
+        sess.flows = FlowTable(self.main.max_flows + CRITICAL_RESERVE, self.main.flow_idle, n_streams=N_STREAMS)
         self.by_gateway[peer.name] = sess.assoc_id
         accepted = tuple(s is not None for s in sess.services)
         sess.queue.push(control(wire.encode_welcome(peer.key, hello.nonce, sess.challenge, accepted),
                                 assoc_id=sess.assoc_id), now)
         missing = [n for n, s in zip(hello.services, sess.services, strict=False) if s is None]
-        self._events.append(Event(now, ASSOC, peer.name, "authenticating", "up",
-                                  f"gateway {peer.name} admitted from {where}"
+        self._events.append(Event(now, ASSOC, safe(peer.name, SUBJECT_LIMIT), "authenticating", "up",
+                                  f"gateway {safe(peer.name, SUBJECT_LIMIT)} admitted from {where}"
                                   + (f"; no target for {', '.join(missing)}" if missing else "")))
         self._changed(sess)
 
     def _refuse(self, sess: Session, gw_id: str, where: str, why: str, now: float) -> None:
-        self._events.append(Event(now, ASSOC, gw_id or "?", "authenticating", "refused",
-                                  f"refused gateway {gw_id!r} from {where}: {why}"))
-        sess.queue.push(control(wire.encode_refused(why), assoc_id=sess.assoc_id), now)
+        # The wire says only NOT_ADMITTED (a scanner must not learn which ids exist);
+        # `why` goes to the log and the summary event's counts.
+        self.refusals.refused(gw_id, where, why, now)
+        sess.queue.push(control(wire.encode_refused(NOT_ADMITTED), assoc_id=sess.assoc_id), now)
         sess.adm.to(Adm.CLOSED)
-        sess.admit_by = None
+        self._unpend(sess)
         # The session stays until the ABORT so REFUSED still gets flushed; nothing it
         # sends is accepted any more (CLOSED has no legal message).
         self._aborts[sess.assoc_id] = now + REFUSE_ABORT_DELAY
 
     def _end(self, sess: Session, why: str, now: float, abort: bool = False) -> None:
         self.sessions.pop(sess.assoc_id, None)
+        self._unpend(sess)
         n = sess.queue.lose_all(now)
         if n:
             why = f"{why} ({n} queued datagram{'s' if n != 1 else ''} lost)"
@@ -271,6 +319,12 @@ class EndpointCore(CoreOutputs):
             name = sess.names[d.service] if d.service < len(sess.names) else ""
             self.ledger.count(drops.NO_TARGET, name)
             return
+        flow = sess.flows.get(d.flow_id)
+        if flow is None:
+            reason = self._no_room(sess, svc)
+            if reason is not None:
+                self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
+                return
         flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
                                       critical=bool(d.flags & wire.FLAG_CRITICAL))
         if flow is None:
@@ -280,6 +334,29 @@ class EndpointCore(CoreOutputs):
             return
         flow.count_rx(len(d.payload))
         self._deliver.append(Delivery(sess.assoc_id, flow.key, svc, d.payload))
+
+    def _no_room(self, sess: Session, svc: Service) -> str | None:
+        """Why a new flow (= a new target socket) may not open, or None. Only on opens:
+        O(flows) is fine there. A critical service (by the endpoint's own config, not the
+        peer's flag) may go CRITICAL_RESERVE past the home's max_flows and into the last
+        CRITICAL_RESERVE of the fd budget, so a full home or process still carries alarms."""
+        assert sess.flows is not None
+        reserve = 0 if svc.critical else CRITICAL_RESERVE
+        n_critical = sum(1 for f in sess.flows if self._critical(f.service))
+        if svc.critical:
+            if n_critical >= CRITICAL_RESERVE and len(sess.flows) >= self.main.max_flows:
+                return drops.FLOW_TABLE_FULL
+        elif len(sess.flows) - n_critical >= self.main.max_flows:
+            return drops.FLOW_TABLE_FULL
+        if self.fd_budget is not None:
+            held = sum(len(s.flows) for s in self.sessions.values() if s.flows is not None)
+            if held >= self.fd_budget - reserve:
+                return drops.FD_BUDGET
+        return None
+
+    def _critical(self, service: str) -> bool:
+        svc = self.targets.get(service)
+        return svc is not None and svc.critical
 
     def receive_from_target(self, assoc_id: int, flow_id: int, data: bytes, now: float) -> None:
         sess = self.sessions.get(assoc_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from typing import Any
@@ -30,7 +31,7 @@ from haig.core.endpoint_session import (
     Tune,
 )
 from haig.core.status import StatusModel
-from haig.relay import sctp_driver
+from haig.relay import fd_budget, sctp_driver
 from haig.relay.common import Clock, ensure_udp_encap_port, family_of, udp_socket
 from haig.relay.role import RoleDriver
 from haig.relay.sctp_driver import AssocGone, AssocUp, Received, SctpDriver
@@ -87,6 +88,9 @@ class Endpoint(RoleDriver):
 
     async def run(self) -> None:
         self._start_driver()
+        limit = fd_budget.raise_nofile()
+        self.core.fd_budget = fd_budget.flow_budget(limit)
+        log.info("open-file limit %d: at most %d target sockets (flows)", limit, self.core.fd_budget)
         try:
             self.status.set_uplinks([])
             for s in self.core.targets.values():
@@ -144,6 +148,8 @@ class Endpoint(RoleDriver):
             self._deliver(d)
         for key, fields in core.status_updates().items():
             self.status.set_association(key, **fields)
+        for line in core.refusals.take_details():  # already made printable by the core
+            log.info("%s", line)
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -181,13 +187,21 @@ class Endpoint(RoleDriver):
         if isinstance(it, Received):
             core.receive_message(it.assoc_id, it.data, it.addr, it.stream, now)
         elif isinstance(it, AssocUp):
-            core.association_up(it.assoc_id, now)
+            core.association_up(it.assoc_id, now, self._source(it.assoc_id))
         elif isinstance(it, AssocGone):
             core.association_gone(it.assoc_id, it.why, now)
         elif isinstance(it, sctp_driver.PathChange):
             core.path_state(it.assoc_id, it.addr, it.state, now)
         elif isinstance(it, sctp_driver.Abandoned):
             core.abandoned_message(it.assoc_id, it.data, now)
+
+    def _source(self, assoc_id: int) -> str | None:
+        """The peer's first address (the per-source cap on sessions not yet admitted)."""
+        try:
+            addrs = self._wrapper.getpaddrs(assoc_id)
+        except Exception:
+            return None
+        return str(addrs[0][0]) if addrs else None
 
     def _sample(self) -> None:
         now = self.clock.mono()
@@ -214,7 +228,9 @@ class Endpoint(RoleDriver):
                 s = udp_socket(connect=self._resolved[d.service.name])
             except (OSError, KeyError) as e:
                 log.warning("cannot open UDP towards %s: %s", d.service.target, e)
-                self.core.target_failed(d.assoc_id, d.flow_id, drops.SEND_FAILED, now)
+                out_of_fds = isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE)
+                self.core.target_failed(d.assoc_id, d.flow_id,
+                                        drops.FD_BUDGET if out_of_fds else drops.SEND_FAILED, now)
                 return
             self._targets[key] = s
             asyncio.get_running_loop().add_reader(s.fileno(), self._from_target, s, key)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from haig.adapters import sctp_io, sctp_opts
 from haig.core import wire
+from haig.core.endpoint_session import PENDING_PER_SOURCE
 
 SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
@@ -149,21 +150,31 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     connect = (args.host, args.port)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    for i in indices:
-        try:
-            s = _open(connect)
-        except OSError:
-            st.failed += 1
-            continue
-        h = Home(i, s)
-        homes[s.fileno()] = h
-        sel.register(s, selectors.EVENT_READ)
+    todo = list(indices)
+    # Real homes come from many addresses; these all come from one, and the endpoint
+    # sheds more than PENDING_PER_SOURCE unadmitted associations per address. So the
+    # admitted modes keep at most that many (shared by the workers) in admission at
+    # once; the abuse modes (unauth, unknown) open everything at once, as an attacker would.
+    abuse = args.mode in ("unauth", "unknown")
+    max_pending = len(todo) if abuse else (args.max_pending or max(1, PENDING_PER_SOURCE // max(1, args.procs)))
     # Admission phase: until every home has its answer (unauth: its CHALLENGE).
     settled = ("challenged", "refused", "failed") if args.mode == "unauth" else ("admitted", "refused", "failed")
     admit_deadline = t0 + args.admit_timeout
     while time.monotonic() < admit_deadline:
+        in_admission = sum(1 for h in homes.values() if h.state not in settled)
+        while todo and in_admission < max_pending:
+            try:
+                s = _open(connect)
+            except OSError:
+                st.failed += 1
+                todo.pop(0)
+                continue
+            h = Home(todo.pop(0), s)
+            homes[s.fileno()] = h
+            sel.register(s, selectors.EVENT_READ)
+            in_admission += 1
         _poll(sel, homes, args.mode, st, 0.05)
-        if sum(1 for h in homes.values() if h.state in settled) >= len(homes):
+        if not todo and sum(1 for h in homes.values() if h.state in settled) >= len(homes):
             break
     st.admit_s = time.monotonic() - t0
     # Load phase
@@ -295,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flows", type=int, default=1100)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--admit-timeout", type=float, default=120.0)
+    ap.add_argument("--max-pending", type=int, default=0,
+                    help="associations in admission at once per worker (0: the endpoint's per-source cap / procs)")
     args = ap.parse_args(argv)
     if args.echo:
         echo([(h, int(p)) for h, _, p in (x.rpartition(":") for x in args.echo.split(","))])

@@ -3,10 +3,22 @@ place, the path for critical copies, the kernel's names mapped at the driver."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from haig.adapters import sctp_io
 from haig.config.model import Peer, Service
-from haig.core import wire
-from haig.core.endpoint_session import EndpointCore
+from haig.core import drops, wire
+from haig.core.datapath import Outgoing, OutQueue
+from haig.core.drops import DropLedger
+from haig.core.endpoint_session import (
+    ADMISSION_TIMEOUT,
+    CRITICAL_RESERVE,
+    NOT_ADMITTED,
+    PENDING_MAX,
+    PENDING_PER_SOURCE,
+    EndpointCore,
+)
+from haig.core.refusals import REFUSAL_EVENT_INTERVAL
 from haig.core.states import PathState, best_path
 from haig.relay import sctp_driver
 from tests.unit.relay_bench import KEY, endpoint_config, services
@@ -95,3 +107,163 @@ def test_send_errors_map_to_drop_reasons():
 
     assert sctp_driver.drop_reason(OSError(errno.EPIPE, "x")) == drops.NO_ASSOCIATION
     assert sctp_driver.drop_reason(OSError(errno.EMSGSIZE, "x")) == drops.SEND_FAILED
+
+
+# -- open-internet hardening (issue 13 item 4) ---------------------------------------------
+
+
+
+def one_home(**kw) -> EndpointCore:
+    return EndpointCore(endpoint_config(**kw), 0.0, nonce=lambda n: b"c" * n)
+
+
+def refused_bytes(core: EndpointCore, assoc_id: int) -> list[bytes]:
+    return [it.data for it in core.sessions[assoc_id].queue if wire.msg_type(it.data) == wire.REFUSED]
+
+
+def test_pending_sessions_are_capped_globally_and_the_rest_aborted_at_once():
+    core = one_home()
+    for i in range(PENDING_MAX + 10):  # each from its own address: only the global cap applies
+        core.association_up(i + 1, 0.0, f"10.{i // 250}.{i % 250}.1")
+    assert core.pending == PENDING_MAX and len(core.sessions) == PENDING_MAX
+    assert core.shed == 10
+    assert aborted(core) == set(range(PENDING_MAX + 1, PENDING_MAX + 11))
+    # a real home still gets in once a slot is free (the HELLO deadline frees them)
+    core.handle_timer(ADMISSION_TIMEOUT)
+    assert core.pending == 0
+    core.association_up(9999, ADMISSION_TIMEOUT, "192.0.2.1")
+    core.receive_message(9999, hello("home1", b"c" * 16), ("192.0.2.1", 40000), 0, ADMISSION_TIMEOUT)
+    assert core.by_gateway == {"home1": 9999}
+
+
+def test_pending_sessions_are_capped_per_source_address():
+    core = one_home()
+    for i in range(PENDING_PER_SOURCE + 3):
+        core.association_up(i + 1, 0.0, "203.0.113.66")
+    core.association_up(100, 0.0, "192.0.2.1")  # another address is not affected
+    assert core.pending == PENDING_PER_SOURCE + 1 and core.shed == 3
+    assert 100 in core.sessions and aborted(core) >= {PENDING_PER_SOURCE + 1, PENDING_PER_SOURCE + 3}
+    assert core.refusals.totals == {"too many pending associations from this address": 3}
+
+
+def test_hello_deadline_is_short_and_frees_the_slot():
+    assert 2.0 <= ADMISSION_TIMEOUT <= 3.0
+    core = one_home()
+    core.association_up(1, 0.0, "203.0.113.66")
+    core.handle_timer(ADMISSION_TIMEOUT - 0.01)
+    assert core.pending == 1
+    core.handle_timer(ADMISSION_TIMEOUT)
+    assert core.pending == 0 and refused_bytes(core, 1) == [wire.encode_refused(NOT_ADMITTED)]
+    core.handle_timer(ADMISSION_TIMEOUT + 1)
+    assert 1 in aborted(core)
+
+
+def test_refusals_are_one_rate_limited_event_and_real_events_survive():
+    core = one_home()
+    t, events = 0.0, []
+    for i in range(500):  # 500 unknown HELLOs over 25 s from 50 addresses
+        t = i * 0.05
+        core.association_up(i + 1, t, f"203.0.113.{i % 50}")
+        core.receive_message(i + 1, hello(f"nobody{i}\n\x1b[31m", b"c" * 16), (f"203.0.113.{i % 50}", 1), 0, t)
+        core.handle_timer(t)
+        events += iter(core.next_event, None)
+        aborted(core)
+    core.handle_timer(t + REFUSAL_EVENT_INTERVAL)
+    events += iter(core.next_event, None)
+    refusals = [e for e in events if e.new == "refused"]
+    assert 2 <= len(refusals) <= 1 + 25 / REFUSAL_EVENT_INTERVAL + 1
+    assert sum(e.detail["count"] for e in refusals) == 500
+    assert all(e.detail["addresses"] <= 50 for e in refusals)
+    assert "refusals from" in refusals[-1].reason and "unknown gateway" in refusals[-1].reason
+    # peer-supplied ids are made printable in the event and the log lines
+    assert all("\n" not in e.subject + e.reason and "\x1b" not in e.subject + e.reason for e in refusals)
+    lines = core.refusals.take_details()
+    assert len(lines) == 500 and all("\n" not in ln and "\x1b" not in ln for ln in lines)
+    # a real home's events are not pushed out: admitted → one "up" event
+    core.association_up(9999, t + 11, "192.0.2.1")
+    core.receive_message(9999, hello("home1", b"c" * 16), ("192.0.2.1", 1), 0, t + 11)
+    assert [e.new for e in iter(core.next_event, None)] == ["up"]
+
+
+def test_refused_is_the_same_bytes_for_unknown_disabled_and_wrong_key():
+    core = one_home(peers=(Peer("home1", KEY), Peer("home2", KEY, enabled=False)))
+    for aid, msg in ((1, hello("stranger", b"c" * 16)), (2, hello("home2", b"c" * 16)),
+                     (3, hello("home1", b"c" * 16, key="w" * 24))):
+        core.association_up(aid, 0.0, "203.0.113.9")
+        core.receive_message(aid, msg, ("203.0.113.9", 1), 0, 0.0)
+    got = {aid: refused_bytes(core, aid) for aid in (1, 2, 3)}
+    assert got[1] == got[2] == got[3] == [wire.encode_refused(NOT_ADMITTED)]
+    # the real reasons are counted (and logged), never sent
+    assert core.refusals.totals == {"unknown gateway": 1, "gateway disabled": 1, "wrong key": 1}
+    assert any("wrong key" in ln for ln in core.refusals.take_details())
+
+
+def admit(core: EndpointCore, aid: int, gw: str) -> None:
+    core.association_up(aid, 0.0, f"192.0.2.{aid}")
+    core.receive_message(aid, wire.encode_hello(KEY, b"c" * 16, gw, b"n" * 16, ("telemetry", "alarm")),
+                         (f"192.0.2.{aid}", 40000), 0, 0.0)
+    assert core.by_gateway[gw] == aid
+
+
+def budget_config(max_flows: int):
+    cfg = endpoint_config(peers=(Peer("home1", KEY), Peer("home2", KEY)),
+                          svcs=(services()[0], Service("alarm", target="10.2.0.3:7001", critical=True)))
+    return dataclasses.replace(cfg, main=dataclasses.replace(cfg.main, max_flows=max_flows))
+
+
+def data(core: EndpointCore, aid: int, svc: int, flow_id: int, now: float = 0.0) -> None:
+    flags = wire.FLAG_CRITICAL if svc == 1 else 0
+    core.receive_message(aid, wire.encode_data(svc, flow_id, b"x", flow_id if flags else 0, flags),
+                         ("192.0.2.1", 40000), 1, now)
+
+
+def test_one_homes_flows_leave_another_homes_alarm_deliverable():
+    core = EndpointCore(budget_config(8), 0.0, nonce=lambda n: b"c" * n)
+    admit(core, 1, "home1")
+    admit(core, 2, "home2")
+    for fid in range(1, 20):  # home1 floods new telemetry flows
+        data(core, 1, 0, fid)
+    assert len(core.sessions[1].flows) == 8
+    assert core.ledger.total(drops.FLOW_TABLE_FULL, "telemetry") == 11
+    core.datagrams_to_deliver()
+    data(core, 1, 1, 100)  # home1's own alarm still opens (critical reserve)
+    data(core, 2, 1, 200)  # and home2's
+    assert [(d.assoc_id, d.service.name) for d in core.datagrams_to_deliver()] == [(1, "alarm"), (2, "alarm")]
+    for fid in range(300, 300 + CRITICAL_RESERVE + 3):  # the reserve itself is bounded
+        data(core, 1, 1, fid)
+    assert len(core.sessions[1].flows) == 8 + CRITICAL_RESERVE
+    assert core.ledger.total(drops.FLOW_TABLE_FULL, "alarm") == 4
+
+
+def test_fd_budget_bounds_all_homes_together_and_keeps_a_reserve_for_alarms():
+    core = EndpointCore(budget_config(1000), 0.0, nonce=lambda n: b"c" * n, fd_budget=CRITICAL_RESERVE + 20)
+    admit(core, 1, "home1")
+    admit(core, 2, "home2")
+    for fid in range(1, 40):  # one home takes every normal slot of the process
+        data(core, 1, 0, fid)
+    assert len(core.sessions[1].flows) == 20 and core.ledger.total(drops.FD_BUDGET, "telemetry") == 19
+    data(core, 2, 0, 1)  # another home's telemetry: no fd left for it
+    assert core.ledger.total(drops.FD_BUDGET, "telemetry") == 20
+    core.datagrams_to_deliver()
+    data(core, 2, 1, 7)  # but its alarm opens from the reserve
+    assert [(d.assoc_id, d.service.name) for d in core.datagrams_to_deliver()] == [(2, "alarm")]
+    for fid in range(10, 10 + CRITICAL_RESERVE + 2):
+        data(core, 2, 1, fid)
+    held = sum(len(s.flows) for s in core.sessions.values())
+    assert held == CRITICAL_RESERVE + 20 and core.ledger.total(drops.FD_BUDGET, "alarm") == 3
+    assert drops.FD_BUDGET in drops.REASONS
+
+
+def test_critical_datagram_evicts_a_queued_non_critical_one():
+    ledger = DropLedger()
+    q = OutQueue(3, ledger)
+    for i in range(3):
+        assert q.push(Outgoing(b"t%d" % i, 1, service="telemetry"), 0.0)
+    assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
+    assert [it.data for it in q] == [b"t1", b"t2", b"alarm"] and q.evicted == 1
+    assert ledger.total(drops.QUEUE_FULL, "telemetry") == 1 and ledger.total(drops.QUEUE_FULL, "alarm") == 0
+    assert not q.push(Outgoing(b"t3", 1, service="telemetry"), 0.0)  # non-critical: dropped itself
+    for _ in range(2):
+        assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
+    assert not q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)  # only critical left
+    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL, "telemetry") == 4

@@ -10,6 +10,7 @@ import pytest
 from haig.config.model import Peer
 from haig.core import drops, wire
 from haig.core.admission import Adm
+from haig.core.endpoint_session import ADMISSION_TIMEOUT as EP_ADMISSION_TIMEOUT
 from haig.core.gateway_link import ADMISSION_TIMEOUT, Connect, Disconnect
 from haig.core.states import AssocState
 from tests.unit.relay_bench import (
@@ -47,7 +48,9 @@ def test_good_key_is_admitted_and_data_flows_both_ways():
 def test_wrong_key_is_refused_and_retried_with_the_normal_back_off():
     b = Bench(gw_cfg=gateway_config(key="x" * 24))
     b.run_until(0.0)
-    assert b.gw.state is AssocState.REFUSED and "wrong key" in b.gw.reason
+    # the wire says only "not admitted"; the endpoint's own event says why
+    assert b.gw.state is AssocState.REFUSED and b.gw.reason.endswith("not admitted")
+    assert any("wrong key" in e.reason for e in b.events if e.new == "refused" and e.subject == "home1")
     assert not b.ep.by_gateway
     refusals = [e for e in b.events if e.new == "refused"]
     assert {e.subject for e in refusals} == {"haig", "home1"}
@@ -63,7 +66,8 @@ def test_unknown_and_disabled_gateways_are_refused():
     for peers, why in (((Peer("other", KEY),), "unknown gateway"), ((Peer("home1", KEY, enabled=False),), "disabled")):
         b = Bench(ep_cfg=endpoint_config(peers=peers))
         b.run_until(0.0)
-        assert b.gw.state is AssocState.REFUSED and why in b.gw.reason
+        assert b.gw.state is AssocState.REFUSED and b.gw.reason.endswith("not admitted")
+        assert b.ep.refusals.totals == {why if why != "disabled" else "gateway disabled": 1}
 
 
 def test_replayed_hello_fails_against_a_fresh_challenge():
@@ -127,9 +131,9 @@ def test_endpoint_rejects_messages_before_hello(msg):
 def test_no_hello_in_time_is_refused_then_aborted():
     b = Bench()
     b.ep.association_up(7, 0.0)
-    b.ep.handle_timer(ADMISSION_TIMEOUT)
-    assert any("no HELLO" in e.reason for e in b.ep._events)
-    b.ep.handle_timer(ADMISSION_TIMEOUT + 1)
+    b.ep.handle_timer(EP_ADMISSION_TIMEOUT)
+    assert any("no HELLO" in e.reason for e in iter(b.ep.next_event, None))
+    b.ep.handle_timer(EP_ADMISSION_TIMEOUT + 1)
     acts = [a for a in iter(b.ep.next_action, None)]
     assert any(type(a).__name__ == "Abort" and a.assoc_id == 7 for a in acts)
 
