@@ -225,6 +225,13 @@ class Gateway(RoleDriver):
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
+                # Never silent: the send-failed events still queued are read, and what the
+                # kernel still holds (our own give-up) is counted before the socket goes.
+                self.sctp.drain()
+                held = self.sctp.outstanding()
+                if held:
+                    log.warning("association closed with %d message(s) still in the kernel: lost", held)
+                    self.core.ledger.count(drops.ASSOC_LOST, n=held, now=self.clock.mono())
                 self.sctp.close()
                 self.sctp = None
         elif isinstance(a, Sample):

@@ -63,11 +63,11 @@ class RoleDriver:
 
     def _on_item_batched(self, item: Any) -> None:
         """One SCTP message or event, without a pump: the driver pumps after its batch."""
-        self._in_pump = True
+        was, self._in_pump = self._in_pump, True
         try:
             self.guard(self._on_item, item)
         finally:
-            self._in_pump = False
+            self._in_pump = was  # also called from inside a pump (drain at close)
 
     def _pump(self) -> None:
         self._in_pump = True

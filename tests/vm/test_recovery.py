@@ -156,8 +156,10 @@ def test_new_address_on_main_moves_the_association(topo, procs):
     try:
         gw.wait_for(lambda s: paths_active(s) and s["primary"] == UPLINK[MAIN], 120, "main primary")
         t0 = time.monotonic()
-        topo.gw.run(f"ip addr add {new_addr}/{lk.prefix} dev {lk.gw_dev}")
+        # old lease gone, new one in (adding first would make the new address a secondary
+        # that the kernel deletes with the primary: promote_secondaries is off)
         topo.gw.run(f"ip addr del {lk.gw_addr}/{lk.prefix} dev {lk.gw_dev}")
+        topo.gw.run(f"ip addr add {new_addr}/{lk.prefix} dev {lk.gw_dev}")
         st = gw.wait_for(lambda s: paths_active(s) and s["primary"] == UPLINK[MAIN] and any(
             u["name"] == UPLINK[MAIN] and u["local_address"] == new_addr for u in s["uplinks"]), 60,
             "main primary again from the new address")
@@ -168,6 +170,6 @@ def test_new_address_on_main_moves_the_association(topo, procs):
         assert any(u["local_address"] == new_addr for u in st["uplinks"])
         _no_tracebacks(gw, ep)
     finally:
-        topo.gw.run(f"ip addr add {lk.gw_addr}/{lk.prefix} dev {lk.gw_dev}", check=False)
         topo.gw.run(f"ip addr del {new_addr}/{lk.prefix} dev {lk.gw_dev}", check=False)
+        topo.gw.run(f"ip addr add {lk.gw_addr}/{lk.prefix} dev {lk.gw_dev}", check=False)
         echo.stop()
