@@ -225,10 +225,13 @@ class Gateway(RoleDriver):
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
-                # Never silent: the send-failed events still queued are read, and what the
-                # kernel still holds (our own give-up) is counted before the socket goes.
+                # Never silent: the send-failed events still queued are read first. With a
+                # path still working, close() is a graceful SHUTDOWN that delivers what the
+                # kernel holds (re-association on a new address); with none (our own
+                # give-up on a dead association) it is lost: counted before the socket goes.
                 self.sctp.drain()
-                held = self.sctp.outstanding()
+                usable = any(self.core.policy.healthy(u.name) for u in self.uplinks)
+                held = 0 if usable else self.sctp.outstanding()
                 if held:
                     log.warning("association closed with %d message(s) still in the kernel: lost", held)
                     self.core.ledger.count(drops.ASSOC_LOST, n=held, now=self.clock.mono())
