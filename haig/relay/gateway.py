@@ -25,6 +25,7 @@ from haig.core import drops
 from haig.core.datapath import Outgoing
 from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, Sample
 from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
+from haig.core.states import PathState
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
 from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
@@ -230,7 +231,8 @@ class Gateway(RoleDriver):
                 # kernel holds (re-association on a new address); with none (our own
                 # give-up on a dead association) it is lost: counted before the socket goes.
                 self.sctp.drain()
-                usable = any(self.core.policy.healthy(u.name) for u in self.uplinks)
+                usable = any((pi := sctp_driver.path_info(self.sctp.sock, 0, self.core.path_to(u)))
+                             is not None and pi[0] is PathState.ACTIVE for u in self.uplinks)
                 held = 0 if usable else self.sctp.outstanding()
                 if held:
                     log.warning("association closed with %d message(s) still in the kernel: lost", held)
