@@ -332,6 +332,26 @@ class GatewayLink(CoreOutputs):
                                   f"endpoint refused this gateway: {reason}"))
         self.association_lost(f"refused by the endpoint: {reason}", now)
 
+    def late_message(self, data: bytes, now: float) -> None:
+        """A message read from an association being closed (to its end) while the next
+        one comes up. Data is delivered as usual until the new association is admitted;
+        after that the de-duplication windows follow the endpoint's new flows, so a late
+        copy cannot be told from a first one: it is counted as lost, never delivered
+        unchecked. Admission messages of the old association mean nothing any more."""
+        try:
+            if wire.msg_type(data) != wire.DATA:
+                return
+            d = wire.decode_data(data)
+        except wire.WireError:
+            self.ledger.count(drops.MALFORMED)
+            return
+        if not self.admitted:
+            self._from_endpoint(d, now)
+            return
+        svc = self.services[d.service] if d.service < len(self.services) else None
+        self.ledger.count(drops.ASSOC_LOST, svc.name if svc else "",
+                          critical=bool(svc and svc.critical), now=now)
+
     def _from_endpoint(self, d: wire.Data, now: float) -> None:
         flow = self.flows.by_id(d.flow_id)
         svc = self.services[d.service] if d.service < len(self.services) else None

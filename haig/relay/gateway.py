@@ -25,11 +25,11 @@ from haig.core import drops
 from haig.core.datapath import Outgoing
 from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, Sample
 from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
-from haig.core.states import PathState
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
 from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
 from haig.relay.role import RoleDriver
+from haig.relay.sctp_close import CLOSE_TIMEOUT, ClosingAssociation
 from haig.relay.sctp_driver import AssocGone, Received, SctpDriver
 
 log = logging.getLogger("haig.gateway")
@@ -107,6 +107,7 @@ class Gateway(RoleDriver):
         self._planned: list[_Listener] | None = None  # listeners bound by prepare()
         self._takeover_from: Gateway | None = None
         self._next_flows = 0.0
+        self._closing: set[ClosingAssociation] = set()  # old associations read to their end
 
     @property
     def uplinks(self):
@@ -190,6 +191,8 @@ class Gateway(RoleDriver):
         if self.sctp is not None:
             self.sctp.close()  # graceful: pysctp's close sends SHUTDOWN
             self.sctp = None
+        for c in list(self._closing):
+            c.close()
         for lst in self.listeners:
             if lst.transport:
                 lst.transport.close()
@@ -226,18 +229,7 @@ class Gateway(RoleDriver):
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
-                # Never silent: the send-failed events still queued are read first. With a
-                # path still working, close() is a graceful SHUTDOWN that delivers what the
-                # kernel holds (re-association on a new address); with none (our own
-                # give-up on a dead association) it is lost: counted before the socket goes.
-                self.sctp.drain()
-                usable = any((pi := sctp_driver.path_info(self.sctp.sock, 0, self.core.path_to(u)))
-                             is not None and pi[0] is PathState.ACTIVE for u in self.uplinks)
-                held = 0 if usable else self.sctp.outstanding()
-                if held:
-                    log.warning("association closed with %d message(s) still in the kernel: lost", held)
-                    self.core.ledger.count(drops.ASSOC_LOST, n=held, now=self.clock.mono())
-                self.sctp.close()
+                self._close_gracefully(self.sctp)
                 self.sctp = None
         elif isinstance(a, Sample):
             self._sample()
@@ -255,6 +247,31 @@ class Gateway(RoleDriver):
                 log.warning("cannot apply %s: %s", a, e)
 
     # -- association --------------------------------------------------------------------
+
+    def _close_gracefully(self, drv: SctpDriver) -> None:
+        """Never silent at a deliberate close: the old association is shut down and read
+        to its end (sctp_close) while the core already connects anew (make-before-break):
+        its late messages are delivered or counted, each send-failed event counted, and
+        what the kernel still holds at the time-out counted as lost."""
+        closing: ClosingAssociation | None = None
+
+        def done() -> None:
+            self._closing.discard(closing)
+
+        closing = ClosingAssociation(
+            drv, lambda it: self._in_batch(self._closing_item, it),
+            lambda n: self.guard(self.core.ledger.count, drops.ASSOC_LOST, "", n=n, now=self.clock.mono()),
+            done, timeout=CLOSE_TIMEOUT + self.main.rto_max / 1000, after_batch=lambda: self.guard(lambda: None))
+        self._closing.add(closing)
+
+    def _closing_item(self, it: sctp_driver.Item) -> None:
+        """From an association being closed: data (late replies) and given-up messages;
+        its path and association events say nothing about the current one."""
+        now = self.clock.mono()
+        if isinstance(it, Received):
+            self.core.late_message(it.data, now)
+        elif isinstance(it, sctp_driver.Abandoned):
+            self.core.abandoned_message(it.data, now)
 
     async def _connect(self, c: Connect) -> None:
         m = self.main

@@ -63,11 +63,14 @@ class RoleDriver:
 
     def _on_item_batched(self, item: Any) -> None:
         """One SCTP message or event, without a pump: the driver pumps after its batch."""
+        self._in_batch(self._on_item, item)
+
+    def _in_batch(self, fn, *args) -> None:
         was, self._in_pump = self._in_pump, True
         try:
-            self.guard(self._on_item, item)
+            self.guard(fn, *args)
         finally:
-            self._in_pump = was  # also called from inside a pump (drain at close)
+            self._in_pump = was  # also called from inside a pump
 
     def _pump(self) -> None:
         self._in_pump = True

@@ -113,9 +113,6 @@ def drop_reason(e: OSError) -> str:
     return drops.SEND_FAILED
 
 
-DRAIN_MAX = 4096  # notifications read at close (a full send queue of send-failed events)
-
-
 class SctpDriver:
     """One SCTP socket on the event loop. `on_item(item)` gets every message and event;
     `on_drained()` runs after each read batch and each write flush (the role pumps its
@@ -191,36 +188,9 @@ class SctpDriver:
         with contextlib.suppress(OSError):
             sctp_io.send(self.sock, b"", assoc_id=assoc_id, abort=True, unordered=False)
 
-    def outstanding(self) -> int:
-        """Messages the kernel still holds for the (one-to-one) association: unsent plus
-        sent but unacknowledged. Closing the socket discards them without a notification,
-        so whoever closes counts them first. 0 when the association is already gone."""
-        try:
-            st = self._wrapper.get_status()
-        except Exception:  # gone (COMM_LOST freed it) or not one-to-one
-            return 0
-        return max(0, int(getattr(st, "unackdata", 0))) + max(0, int(getattr(st, "penddata", 0)))
-
-    def drain(self) -> None:
-        """Hand over what is still in the receive queue (the kernel queues a SEND_FAILED
-        event per message it discards when an association dies, after COMM_LOST): read
-        before close, so those datagrams are counted rather than lost with the socket."""
-        if self.closed:
-            return
-        for _ in range(DRAIN_MAX):
-            try:
-                got = sctp_io.receive(self.sock)
-            except OSError:
-                return
-            if got is None:
-                return
-            item = got if isinstance(got, Received) else translate(got)
-            if item is not None and not isinstance(item, Received | AssocGone):
-                self._on_item(item)
-
-    def close(self) -> None:
-        if self.closed:
-            return
+    def hand_over(self) -> tuple[Any, socket.socket, asyncio.AbstractEventLoop]:
+        """Give the socket up to a deliberate close (haig.relay.sctp_close), which reads it
+        to its end: off the loop for this driver, closed for the role, the fd kept open."""
         self.closed = True
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.sock.fileno())
@@ -228,6 +198,13 @@ class SctpDriver:
             with contextlib.suppress(Exception):
                 self._loop.remove_writer(self.sock.fileno())
         self._writing = []
+        return self._wrapper, self.sock, self._loop
+
+    def close(self) -> None:
+        """At stop: pysctp's close sends SHUTDOWN and the kernel finishes it on its own."""
+        if self.closed:
+            return
+        self.hand_over()
         with contextlib.suppress(Exception):
             self._wrapper.close()
 
