@@ -182,6 +182,43 @@ class Haig:
         self.proc.send_signal(signal.SIGHUP)
 
 
+def relayed(topo: Topology, name: str, port: int, **kw) -> Service:
+    """A service from the client LAN (gateway side) to the server behind the endpoint."""
+    return Service(name, f"{topo.gw_lan_addr}:{port}", f"{topo.server_addr}:{port}", **kw)
+
+
+class Started(list):
+    """The daemons a test started, stopped in reverse by `stop_all` (the tests' fixture)."""
+
+    def start(self, ns, config: str, name: str, **kw) -> Haig:
+        h = Haig(ns, config, name, **kw).start()
+        self.append(h)
+        return h
+
+    def endpoint(self, topo: Topology, port: int, services: list[Service], name: str = "ep", **kw) -> Haig:
+        return self.start(topo.ep, endpoint_config(topo, port, services, **kw), name)
+
+    def gateway(self, topo: Topology, port: int, services: list[Service], name: str = "gw",
+                api_port: int | None = None, **kw) -> Haig:
+        """`api_port`: its own API (more than one gateway in the gw namespace)."""
+        if api_port is None:
+            return self.start(topo.gw, gateway_config(topo, port, services, **kw), name)
+        kw["main"] = {**kw.get("main", {}), "api_listen": f"127.0.0.1:{api_port}"}
+        return self.start(topo.gw, gateway_config(topo, port, services, **kw), name,
+                          api=f"http://127.0.0.1:{api_port}")
+
+    def pair(self, topo: Topology, port: int, services: list[Service], **gw_kw) -> tuple[Haig, Haig]:
+        """An endpoint, then a gateway for it: (gw, ep)."""
+        ep = self.endpoint(topo, port, services)
+        return self.gateway(topo, port, services, **gw_kw), ep
+
+    def stop_all(self, tail: int = 4000) -> None:
+        for p in reversed(self):
+            p.stop()
+            print(f"--- {p.name} log ---\n{p.log()[-tail:]}")  # shown by pytest for a failing test only
+        self.clear()
+
+
 def assoc_up(st: dict) -> bool:
     return any(a.get("state") == "up" for a in st.get("associations", []))
 

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from tests.testbed import topology
+from tests.testbed.haig_procs import Started
 
 IN_VM = os.environ.get("HAIG_IN_VM") == "1"
 
@@ -39,3 +40,14 @@ def topo(_shared_topo):
         yield _shared_topo
     finally:
         _shared_topo.impair.clear()
+
+
+@pytest.fixture
+def procs():
+    """Daemons started by the test (`procs.start(...)`, `procs.pair(...)`): stopped after
+    it, their log tails printed (pytest shows them for a failing test)."""
+    started = Started()
+    try:
+        yield started
+    finally:
+        started.stop_all()

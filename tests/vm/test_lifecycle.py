@@ -22,7 +22,7 @@ from tests.testbed import faults
 # The fault classes: peer away at start / peer restart / own crash / all links away /
 # link switch and failback / address change / reload refused / endpoint reload.
 CASES = ["unreachable_at_start", "endpoint_sigkill", "gateway_sigkill", "both_down_20s",
-         "main_down_up", "main_address", "reload_unbindable", "endpoint_add_home"]
+         "main_down_up", "main_address", "fallback_address", "reload_unbindable", "endpoint_add_home"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -14,9 +14,9 @@ from tests.testbed.haig_procs import (
     UPLINK,
     Haig,
     Service,
+    Started,
     assoc_up,
-    endpoint_config,
-    gateway_config,
+    relayed,
 )
 from tests.testbed.topology import FALLBACK, MAIN
 
@@ -34,14 +34,12 @@ def bed():
 
 @pytest.fixture
 def started(bed):
-    procs: list[Haig] = []
+    procs = Started()
     try:
         yield procs
     finally:
         bed.topo.impair.clear()
-        for p in reversed(procs):
-            p.stop()
-            print(f"--- {p.name} log ---\n{p.log()[-3000:]}")  # shown for a failing test only
+        procs.stop_all(3000)
 
 
 def _uplink(st: dict, name: str) -> dict:
@@ -54,18 +52,12 @@ def _ep_path(st: dict, addr: str) -> str | None:
 
 
 def _daemons(bed, started, port: int, svc: list[Service], encap: bool) -> tuple[Haig, Haig]:
-    topo = bed.topo
-    ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
-    started.append(ep)
-    up = {FALLBACK: {"udp_encap": 1}} if encap else {}
-    gw = Haig(topo.gw, gateway_config(topo, port, svc, uplinks=up), "gw").start()
-    started.append(gw)
-    return gw, ep
+    return started.pair(bed.topo, port, svc, uplinks={FALLBACK: {"udp_encap": 1}} if encap else {})
 
 
 def test_udp_encap_through_nat_carries_traffic_and_fails_over(bed, started):
     topo = bed.topo
-    svc = [Service("echo", f"{topo.gw_lan_addr}:7201", f"{topo.server_addr}:7201")]
+    svc = [relayed(topo, "echo", 7201)]
     gw, ep = _daemons(bed, started, 8821, svc, encap=True)
     echo = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, 7201)), echo=True).start()
     sock = traffic.udp_in(topo.client)
@@ -115,7 +107,7 @@ def test_udp_encap_through_nat_carries_traffic_and_fails_over(bed, started):
 
 def test_without_udp_encap_the_nat_keeps_the_fallback_down(bed, started):
     topo = bed.topo
-    svc = [Service("echo", f"{topo.gw_lan_addr}:7202", f"{topo.server_addr}:7202")]
+    svc = [relayed(topo, "echo", 7202)]
     drops0 = bed.counter("sctp_drop")
     gw, _ = _daemons(bed, started, 8822, svc, encap=False)
     # The kernel calls a connectx'd address active until its first heartbeats go

@@ -8,28 +8,16 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from tests.testbed import traffic
 from tests.testbed.haig_procs import (
     UPLINK,
     Haig,
     Service,
     assoc_up,
-    endpoint_config,
-    gateway_config,
     paths_active,
+    relayed,
 )
 from tests.testbed.topology import FALLBACK, MAIN
-
-
-@pytest.fixture
-def procs():
-    started: list[Haig] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-        print(f"--- {p.name} log ---\n{p.log()[-4000:]}")
 
 
 class Echo:
@@ -59,7 +47,7 @@ class Echo:
 
 
 def _svc(topo, port: int) -> list[Service]:
-    return [Service("echo", f"{topo.gw_lan_addr}:{port}", f"{topo.server_addr}:{port}", ttl=1000)]
+    return [relayed(topo, "echo", port, ttl=1000)]
 
 
 def _no_tracebacks(*ps: Haig) -> None:
@@ -82,8 +70,7 @@ def _listening_at(ep: Haig, timeout: float = 300) -> float:
 def test_gateway_survives_a_late_and_a_restarted_endpoint(topo, procs):
     port, svc_port = 8861, 7061
     svc = _svc(topo, svc_port)
-    gw = Haig(topo.gw, gateway_config(topo, port, svc), "gw").start()
-    procs.append(gw)
+    gw = procs.gateway(topo, port, svc)
     echo = Echo(topo, svc_port)
     try:
         # No endpoint yet: the gateway keeps running, says it is connecting, retries.
@@ -92,8 +79,7 @@ def test_gateway_survives_a_late_and_a_restarted_endpoint(topo, procs):
         time.sleep(6)
         assert gw.proc.poll() is None
         assert st["drops"]["no_association"] >= 0
-        ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
-        procs.append(ep)
+        ep = procs.endpoint(topo, port, svc)
         t_listen = _listening_at(ep)
         late = echo.first_after(t_listen, 30)
         print(f"late endpoint: echo back {late:.2f} s after it listened")
@@ -104,8 +90,7 @@ def test_gateway_survives_a_late_and_a_restarted_endpoint(topo, procs):
         ep.proc.wait()
         procs.remove(ep)
         time.sleep(3)
-        ep2 = Haig(topo.ep, endpoint_config(topo, port, svc), "ep2").start()
-        procs.append(ep2)
+        ep2 = procs.endpoint(topo, port, svc, "ep2")
         t_listen = _listening_at(ep2)
         restarted = echo.first_after(t_listen, 30)
         print(f"endpoint SIGKILL + restart: echo back {restarted:.2f} s after it listened")
@@ -118,10 +103,7 @@ def test_gateway_survives_a_late_and_a_restarted_endpoint(topo, procs):
 def test_both_uplinks_down_then_up_reconnects_soon(topo, procs):
     port, svc_port = 8862, 7062
     svc = _svc(topo, svc_port)
-    ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
-    procs.append(ep)
-    gw = Haig(topo.gw, gateway_config(topo, port, svc), "gw").start()
-    procs.append(gw)
+    gw, ep = procs.pair(topo, port, svc)
     echo = Echo(topo, svc_port)
     try:
         gw.wait_for(paths_active, 90, "both paths active")
@@ -147,11 +129,8 @@ def test_new_address_on_main_moves_the_association(topo, procs):
     svc = _svc(topo, svc_port)
     lk = topo.links[MAIN]
     new_addr = lk.gw_addr.rsplit(".", 1)[0] + ".7"
-    ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
-    procs.append(ep)
-    cfg = gateway_config(topo, port, svc, uplinks={MAIN: {"local_address": ""}, FALLBACK: {"local_address": ""}})
-    gw = Haig(topo.gw, cfg, "gw").start()
-    procs.append(gw)
+    ep = procs.endpoint(topo, port, svc)
+    gw = procs.gateway(topo, port, svc, uplinks={MAIN: {"local_address": ""}, FALLBACK: {"local_address": ""}})
     echo = Echo(topo, svc_port)
     try:
         gw.wait_for(lambda s: paths_active(s) and s["primary"] == UPLINK[MAIN], 120, "main primary")
