@@ -229,6 +229,21 @@ class Result:
         return out
 
 
+UDP_ERRORS = ("RcvbufErrors", "SndbufErrors", "InErrors")
+
+
+def udp_errors(ns) -> dict[str, int]:
+    """The namespace's UDP error counters (/proc/net/snmp is per netns): where datagrams
+    the receivers miss were dropped by a kernel (a full socket buffer: its owner was too
+    slow, which under TCG contention can be the harness's own sinks)."""
+    out = ns.run("cat /proc/net/snmp", check=False).stdout
+    rows = [ln.split()[1:] for ln in out.splitlines() if ln.startswith("Udp:")]
+    if len(rows) < 2:
+        return {}
+    both = dict(zip(rows[0], rows[1], strict=False))
+    return {k: int(both.get(k, 0)) for k in UDP_ERRORS}
+
+
 def lost_tolerance(r: Result) -> int:
     """Losses haig cannot see, allowed on top of what it counted: the last UDP hop in the
     emulator (a handful seen per run: tests/vm/test_relay.py) and datagrams sent to a
@@ -292,8 +307,14 @@ class Bed:
     def wait_up(self, timeout: float = 300) -> None:  # start-up alone took 66 s under contention
         self.gw.haig.wait_for(assoc_up, timeout, "association up")
 
+    def _udp_errors(self) -> dict[str, dict[str, int]]:
+        t = self.topo
+        return {name: udp_errors(ns) for name, ns in
+                (("gw", t.gw), ("ep", t.ep), ("client", t.client), ("server", t.server))}
+
     def start_traffic(self) -> None:
         t = self.topo
+        self.udp0 = self._udp_errors()
         self.ecg_tx = traffic.Sender(traffic.udp_in(t.client), (t.gw_lan_addr, PORTS["ecg"]),
                                      interval=ECG_INTERVAL, size=100, seed=1).start()
         self.alarm_tx = traffic.Sender(traffic.udp_in(t.client), (t.gw_lan_addr, PORTS["alarm"]),
@@ -373,6 +394,12 @@ class Bed:
         r.echo_sent = self.echo_tx.rec.sent
         r.echo_lost = r.echo_sent - len(set(self.echo_rx.rec.seqs))
         r.counted = sum(d.counted() for d in self.daemons)
+        if hasattr(self, "udp0"):  # kernel UDP drops during the row, per namespace
+            now = self._udp_errors()
+            diff = {ns: {k: v - self.udp0.get(ns, {}).get(k, 0) for k, v in c.items()} for ns, c in now.items()}
+            dropped = [f"{ns} {k} {v}" for ns, c in diff.items() for k, v in c.items() if v]
+            if dropped:
+                r.notes.append("kernel UDP drops: " + ", ".join(dropped))
         by_svc: dict[str, int] = {}
         for d in self.daemons:
             for svc, n in d.counted_by_service().items():
