@@ -11,7 +11,16 @@ from haig.core.endpoint_choice import PROBE_INTERVAL, EndpointChoice, Probe, Swi
 from haig.core.endpoint_session import EndpointCore
 from haig.core.gateway_link import Connect, Disconnect, GatewayLink, ProbeEndpoint
 from haig.core.states import AssocState, EndpointRole, PathState
-from tests.unit.relay_bench import DSL_EP, DSL_GW, KEY, LTE_EP, LTE_GW, PORT, endpoint_config, services
+from tests.unit.relay_bench import (
+    DSL_EP,
+    DSL_GW,
+    KEY,
+    LTE_EP,
+    LTE_GW,
+    PORT,
+    endpoint_config,
+    services,
+)
 
 PRIMARY, STANDBY = EndpointRole.PRIMARY, EndpointRole.STANDBY
 AFTER, HOLD = 5.0, 30.0
