@@ -54,6 +54,9 @@ UPLINK_DYNAMIC = (*POLICY_FIELDS, "local_address", "endpoint_address", "udp_enca
 _KEPT_ON_RELOAD = (*POLICY_FIELDS, "tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
 ASSOCIATION_FIELDS = ("state", "gateway_id", "assoc_id", "primary", "since", "reason", "paths")
 PATH_FIELDS = ("address", "uplink", "state", "srtt_ms", "rto_ms", "cwnd", "primary")
+# The gateway's `endpoint` object (GatewayLink.endpoint_view): which endpoint is in use.
+ENDPOINT_FIELDS = ("in_use", "standby", "address", "port", "addresses", "since", "reason", "down_since",
+                   "primary_answering_since", "return_in_s")
 
 # Association state meaning "traffic can flow" (see docs/status.md for the vocabulary).
 ASSOC_UP = AssocState.UP
@@ -144,6 +147,7 @@ class StatusModel:
         self._drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._drops_by_service: dict[str, dict[str, int]] = {}
         self._config = {"ok": True, "message": ""}
+        self._endpoint: dict[str, Any] | None = None
 
     # -- change tracking -------------------------------------------------------
 
@@ -288,6 +292,23 @@ class StatusModel:
             rec.update(fields)
             self._changed()
 
+    def set_endpoint(self, view: dict[str, Any] | None) -> None:
+        """The gateway's endpoint in use (primary or standby), see ENDPOINT_FIELDS.
+        Only a change of endpoint or reason wakes waiters (the countdowns tick)."""
+        if view is not None:
+            unknown = set(view) - set(ENDPOINT_FIELDS)
+            if unknown:
+                raise TypeError(f"unknown endpoint field(s) {sorted(unknown)}; known: {ENDPOINT_FIELDS}")
+            view = {k: copy.deepcopy(view.get(k)) for k in ENDPOINT_FIELDS}
+        with self._lock:
+            old = self._endpoint
+            self._endpoint = view
+            moved = (old is None) != (view is None) or (
+                old is not None and view is not None
+                and any(old[k] != view[k] for k in ("in_use", "address", "reason", "standby")))
+            if moved:
+                self._changed()
+
     def remove_association(self, key: str) -> None:
         with self._lock:
             if self._assocs.pop(key, None) is not None:
@@ -377,6 +398,7 @@ class StatusModel:
                 "events": [e.to_dict() for e in recent],
                 "last_event_seq": self._history.last_seq,
                 "config": dict(self._config),
+                "endpoint": copy.deepcopy(self._endpoint),
             }
         snap["summary"] = summarize(snap)
         return snap
@@ -403,4 +425,6 @@ def summarize(snap: dict[str, Any]) -> dict[str, Any]:
         text = f"Connected via {label} ({prim['interface']})"
     else:
         text = f"Connected via {label}"
+    if (snap.get("endpoint") or {}).get("in_use") == "standby":
+        text += " to the standby endpoint"
     return {"connected": True, "on_backup": on_backup, "text": text}

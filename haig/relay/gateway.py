@@ -23,7 +23,14 @@ from haig.config.model import Config
 from haig.config.validate import parse_hostport
 from haig.core import drops
 from haig.core.datapath import Outgoing
-from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, Sample
+from haig.core.gateway_link import (
+    N_STREAMS,
+    Connect,
+    Disconnect,
+    GatewayLink,
+    ProbeEndpoint,
+    Sample,
+)
 from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
 from haig.core.states import PathState
 from haig.core.status import POLICY_FIELDS, StatusModel
@@ -96,6 +103,7 @@ class Gateway(RoleDriver):
         self.listeners: list[_Listener] = []
         self.sctp: SctpDriver | None = None
         self._connecting: asyncio.Task | None = None
+        self._probing: asyncio.Task | None = None
         self._watcher: Any = None
         self._watch_task: asyncio.Task | None = None
         self._watch_ready_task: asyncio.Task | None = None
@@ -180,7 +188,7 @@ class Gateway(RoleDriver):
             return
         if self._netifd is not None:
             self._netifd.stop()
-        for t in (self._watch_task, self._watch_ready_task, self._netifd_task, self._connecting):
+        for t in (self._watch_task, self._watch_ready_task, self._netifd_task, self._connecting, self._probing):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -212,6 +220,7 @@ class Gateway(RoleDriver):
             self._assoc_version = core.version
             self.status.set_association("endpoint", **core.association_view(),
                                         paths=core.path_views() if core.associated else [])
+            self.status.set_endpoint(core.endpoint_view(self.clock.mono()))
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -219,10 +228,13 @@ class Gateway(RoleDriver):
         if now >= self._next_flows:
             self._next_flows = now + FLOWS_STATUS_INTERVAL
             self.status.set_flows(self.core.flows.snapshot(now))
+            self.status.set_endpoint(self.core.endpoint_view(now))
 
     def _do(self, a: Any) -> None:
         if isinstance(a, Connect):
             self._connecting = asyncio.create_task(self._connect(a))
+        elif isinstance(a, ProbeEndpoint):
+            self._probing = asyncio.create_task(self._probe(a))
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
@@ -291,6 +303,34 @@ class Gateway(RoleDriver):
             self._connecting = None
         log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
         self.guard(self.core.connected, self.clock.mono())
+
+    async def _probe(self, p: ProbeEndpoint) -> None:
+        """Does the primary endpoint answer? A handshake on a socket of its own, closed at
+        once (graceful SHUTDOWN; the endpoint drops a session that never says HELLO)."""
+        m = self.main
+        wrapper = None
+        ok, why = False, ""
+        try:
+            wrapper = sctp.sctpsocket_tcp(family_of(p.peers[0][0]))
+            raw = wrapper.sock()
+            sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
+            if p.encap_port is not None:
+                sctp_opts.set_udp_encap(raw, 0, None, p.encap_port)
+            wrapper.bindx([(a, 0) for a in p.bind])
+            await _connectx(wrapper, raw, list(p.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            ok = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            why = str(e)
+        finally:
+            if wrapper is not None:
+                with contextlib.suppress(Exception):
+                    wrapper.close()
+            self._probing = None
+        log.log(logging.INFO if ok else logging.DEBUG, "probe of the primary endpoint (%s): %s",
+                ", ".join(x[0] for x in p.peers), "answered" if ok else f"no answer ({why})")
+        self.guard(self.core.probe_result, ok, why, self.clock.mono())
 
     def _tune_paths(self, encap_socketwide: bool) -> None:
         """Per-path knobs, on this association only (never the global sysctls)."""

@@ -342,3 +342,30 @@ def test_reload_of_the_thresholds_is_in_place():
     other = dataclasses.replace(cfg, uplinks=(dataclasses.replace(cfg.uplinks[0], standby_address="198.51.100.7"),
                                               cfg.uplinks[1]))
     assert not b.gw.can_reconfigure(other)  # a new standby: a new relay, on the primary
+
+
+# -- the status every surface shows -------------------------------------------------------
+
+
+def test_the_endpoint_in_use_is_in_the_status_schema_summary_and_cli():
+    from haig.surfaces import cli
+    from tests.unit.surfaces_support import STATUS, T0, assert_valid, model_at
+
+    b = TwoEndpoints()
+    b.run_until(1.0)
+    b.now = 10.0
+    b.kill(PRIMARY)
+    b.run_until(16.0)
+    m = model_at("boot", "failover")
+    m.set_endpoint(b.gw.endpoint_view(b.now))
+    snap = m.snapshot(T0 + 100)
+    assert_valid(STATUS, snap)
+    assert snap["endpoint"]["in_use"] == "standby" and snap["endpoint"]["addresses"]["lte"] == SB_LTE
+    line = cli.format_endpoint(snap["endpoint"])
+    assert line.startswith(f"Endpoint: standby {SB_DSL}:8899") and "unreachable on every path" in line
+    assert "Endpoint: standby" in cli.format_status(snap)
+    v = m.version
+    m.set_endpoint({**b.gw.endpoint_view(b.now), "return_in_s": 3.0})  # a countdown wakes nobody
+    assert m.version == v
+    m.set_endpoint(None)
+    assert_valid(STATUS, m.snapshot(T0 + 101))
