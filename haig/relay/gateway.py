@@ -75,6 +75,26 @@ async def _connectx(wrapper: Any, raw: Any, peers: list[tuple[str, int]], timeou
         raise OSError(err, os.strerror(err))
 
 
+def _new_socket(m: Any, peers: tuple, encap_port: int | None) -> Any:
+    """A one-to-one SCTP socket tuned for an association to `peers` (the live one or a probe)."""
+    wrapper = sctp.sctpsocket_tcp(family_of(peers[0][0]))
+    try:
+        raw = wrapper.sock()
+        sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
+        if encap_port is not None:
+            sctp_opts.set_udp_encap(raw, 0, None, encap_port)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wrapper.close()
+        raise
+    return wrapper
+
+
+async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
+    wrapper.bindx([(a, 0) for a in bind])
+    await _connectx(wrapper, wrapper.sock(), list(peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+
+
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, gw: Gateway, index: int, listen: str) -> None:
         self.gw, self.index, self.listen = gw, index, listen
@@ -272,13 +292,8 @@ class Gateway(RoleDriver):
         m = self.main
         wrapper = None
         try:
-            wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
-            raw = wrapper.sock()
-            sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
-            if c.encap_port is not None:
-                sctp_opts.set_udp_encap(raw, 0, None, c.encap_port)
-            wrapper.bindx([(a, 0) for a in c.bind])
-            await _connectx(wrapper, raw, list(c.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            wrapper = _new_socket(m, c.peers, c.encap_port)
+            await _handshake(m, wrapper, c.peers, c.bind)
             if self._stopping:
                 wrapper.close()
                 return
@@ -311,13 +326,8 @@ class Gateway(RoleDriver):
         wrapper = None
         ok, why = False, ""
         try:
-            wrapper = sctp.sctpsocket_tcp(family_of(p.peers[0][0]))
-            raw = wrapper.sock()
-            sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
-            if p.encap_port is not None:
-                sctp_opts.set_udp_encap(raw, 0, None, p.encap_port)
-            wrapper.bindx([(a, 0) for a in p.bind])
-            await _connectx(wrapper, raw, list(p.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            wrapper = _new_socket(m, p.peers, p.encap_port)
+            await _handshake(m, wrapper, p.peers, p.bind)
             ok = True
         except asyncio.CancelledError:
             raise
