@@ -58,6 +58,10 @@ PATH_FIELDS = ("address", "uplink", "state", "srtt_ms", "rto_ms", "cwnd", "prima
 ENDPOINT_FIELDS = ("in_use", "standby", "address", "port", "addresses", "since", "reason", "down_since",
                    "primary_answering_since", "return_in_s")
 
+# Drop reasons that are a refused flow (a home's flow budget, the process's fd budget):
+# shown again in the endpoint's `admission` object.
+FLOW_REFUSALS = (drops.FLOW_TABLE_FULL, drops.FD_BUDGET)
+
 # Association state meaning "traffic can flow" (see docs/status.md for the vocabulary).
 ASSOC_UP = AssocState.UP
 # At most this many flows are listed in a snapshot (an endpoint may hold thousands);
@@ -148,6 +152,7 @@ class StatusModel:
         self._drops_by_service: dict[str, dict[str, int]] = {}
         self._config = {"ok": True, "message": ""}
         self._endpoint: dict[str, Any] | None = None
+        self._admission: dict[str, Any] | None = None
 
     # -- change tracking -------------------------------------------------------
 
@@ -309,6 +314,14 @@ class StatusModel:
             if moved:
                 self._changed()
 
+    def set_admission(self, refused: dict[str, int], shed: int, pending: int) -> None:
+        """Endpoint role: refusals by reason since start (sheds included), associations shed
+        at once for too many pending, sessions pending now. Counters: wakes nobody."""
+        with self._lock:
+            self._admission = {"refused": {str(k): int(v) for k, v in sorted(refused.items())},
+                               "shed": int(shed), "pending": int(pending)}
+            self._counters_version += 1
+
     def remove_association(self, key: str) -> None:
         with self._lock:
             if self._assocs.pop(key, None) is not None:
@@ -399,6 +412,9 @@ class StatusModel:
                 "last_event_seq": self._history.last_seq,
                 "config": dict(self._config),
                 "endpoint": copy.deepcopy(self._endpoint),
+                "admission": None if self._admission is None else {
+                    **copy.deepcopy(self._admission),
+                    "flows_refused": {r: self._drops.get(r, 0) for r in FLOW_REFUSALS}},
             }
         snap["summary"] = summarize(snap)
         return snap

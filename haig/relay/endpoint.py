@@ -157,6 +157,7 @@ class Endpoint(RoleDriver):
         if now >= self._next_flows:
             self._next_flows = now + FLOWS_STATUS_INTERVAL
             self.status.set_flows(self.core.flows_view(now))
+            self.status.set_admission(self.core.refusals.totals, self.core.shed, self.core.pending)
 
     def _do(self, a: Any) -> None:
         if self.sctp is None:
