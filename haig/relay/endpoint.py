@@ -168,7 +168,10 @@ class Endpoint(RoleDriver):
                 sctp_driver.tune_association(sock, a.assoc_id, self.main)
                 sctp_opts.set_paddr_params(sock, a.assoc_id, None, DEFAULT_HB_MS, 0)
             except OSError as e:
-                log.warning("association %d: cannot tune: %s", a.assoc_id, e)
+                # EINVAL: the association is already gone again (a gateway's probe of a
+                # primary endpoint closes right after the handshake): nothing to tune.
+                log.log(logging.DEBUG if e.errno == errno.EINVAL else logging.WARNING,
+                        "association %d: cannot tune: %s", a.assoc_id, e)
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):
