@@ -364,6 +364,9 @@ def test_the_endpoint_in_use_is_in_the_status_schema_summary_and_cli():
     line = cli.format_endpoint(snap["endpoint"])
     assert line.startswith(f"Endpoint: standby {SB_DSL}:8899") and "unreachable on every path" in line
     assert "Endpoint: standby" in cli.format_status(snap)
+    from haig.surfaces.api import create_app
+
+    assert b"haig_endpoint_standby 1.0" in create_app(m).test_client().get("/metrics").data
     v = m.version
     m.set_endpoint({**b.gw.endpoint_view(b.now), "return_in_s": 3.0})  # a countdown wakes nobody
     assert m.version == v
