@@ -39,6 +39,7 @@ _FORMATS = {
     "target": "host:port (`[IPv6]:port`)",
     "bind": "IP address, one per `list` line",
     "endpoint_address": "IP address",
+    "standby_address": "IP address, or empty (then on every uplink empty)",
     "local_address": "IP address, or empty",
     "gateway": "IP address, or empty",
     "interface": "OpenWrt interface name",
@@ -74,6 +75,13 @@ _RULES = f"""\
   endpoint addresses must be distinct. Metrics must be distinct too (the policy needs a
   strict order), and so must interfaces, devices and local addresses. One uplink's
   addresses are all IPv4 or all IPv6.
+* A **standby endpoint** (another server or site with the same home configured) is
+  given by `standby_address` on every uplink (or on none), distinct, and never one of
+  the primary's `endpoint_address`es; `standby_port` 0 means `port`. When the endpoint
+  in use stays unreachable on every path (or refuses) for `standby_after` seconds the
+  gateway associates with the other one; while on the standby it probes the primary
+  (an SCTP handshake, closed at once) and returns once the primary has answered for
+  `standby_hold_down` seconds (doubled after each return that did not hold, up to 8x).
 * **endpoint** role: at least one `bind` address, at least one enabled
   `config gateway`, each with a `key` of at least {MIN_SECRET_LEN} characters, and each
   service with `target`.

@@ -343,10 +343,11 @@ class _Builder:
                      "(1..15 characters, no '/', ':' or spaces)", self.line(u, "device"))
         self.check_ip(u, "endpoint_address", required=True,
                       what="the endpoint's address reached over this uplink")
+        self.check_ip(u, "standby_address")
         self.check_ip(u, "local_address")
         self.check_ip(u, "gateway")
         fams = {}
-        for o in ("endpoint_address", "local_address", "gateway"):
+        for o in ("endpoint_address", "standby_address", "local_address", "gateway"):
             v = getattr(u, o)
             if v and self.ok(u, o):
                 fams[o] = parse_ip(v).version
@@ -364,7 +365,7 @@ class _Builder:
             if v == "" or not self.ok(o, option):
                 continue
             key = str(v)
-            if option in ("endpoint_address", "local_address"):
+            if option in ("endpoint_address", "standby_address", "local_address"):
                 key = str(parse_ip(v))  # 2001:db8::1 == 2001:DB8:0::1
             if key in seen:
                 first = seen[key]
@@ -392,6 +393,7 @@ class _Builder:
         self.distinct(uplinks, "endpoint_address",
                       "a path is a peer address, so two uplinks with one endpoint address give ONE path, "
                       "not two: give each uplink its own endpoint address")
+        self.check_standby(uplinks)
         self.distinct(uplinks, "metric", "metrics must differ: they set the order in which uplinks carry traffic")
         self.distinct(uplinks, "interface", "two uplinks on one interface leave through the same connection")
         self.distinct(uplinks, "device", "two uplinks on one device leave through the same connection")
@@ -399,6 +401,29 @@ class _Builder:
         self.check_services("gateway", services, "listen", names=False,
                             what="host:port where local clients send datagrams")
         self.distinct(services, "listen", "two services cannot listen on one host:port")
+
+    def check_standby(self, uplinks) -> None:
+        """A standby endpoint is a second endpoint with one address per uplink (a path is a
+        peer address): on every uplink or on none, never one of the primary's addresses."""
+        have = [u for u in uplinks if u.standby_address]
+        if not have:
+            return
+        for u in uplinks:
+            if not u.standby_address and self.ok(u, "standby_address"):
+                self.err(f"{self.label(u)}: option standby_address is missing: {self.label(have[0])} sets one, "
+                         "and a standby endpoint needs its address on every uplink (or on none)", self.line(u))
+        self.distinct(uplinks, "standby_address",
+                      "a path is a peer address: give each uplink the standby's own address on it")
+        primary = {str(parse_ip(u.endpoint_address)): u for u in uplinks
+                   if u.endpoint_address and self.ok(u, "endpoint_address")}
+        for u in have:
+            if not self.ok(u, "standby_address"):
+                continue
+            other = primary.get(str(parse_ip(u.standby_address)))
+            if other is not None:
+                self.err(f"{self.label(u)}: option standby_address = '{shown(u.standby_address)}' is the "
+                         f"endpoint_address of {self.label(other)}; the standby is another endpoint "
+                         "(another server or site) with its own addresses", self.line(u, "standby_address"))
 
     def check_services(self, role: str, services, option: str, names: bool, what: str) -> None:
         """Each service of this role needs `option` (listen / target) as host:port."""

@@ -20,7 +20,8 @@ LINK = "link"  # carrier / default route of an uplink changed
 ASSOC = "assoc"  # association came up / went down / refused
 CONFIG = "config"  # configuration loaded, reloaded or rejected
 DROP = "drop"  # datagrams dropped (rate-limited summaries, never one per packet)
-KINDS = (FAILOVER, FAILBACK, PATH_STATE, LINK, ASSOC, CONFIG, DROP)
+ENDPOINT_SWITCH = "endpoint_switch"  # the gateway moved to its standby endpoint or back (old/new: EndpointRole)
+KINDS = (FAILOVER, FAILBACK, PATH_STATE, LINK, ASSOC, CONFIG, DROP, ENDPOINT_SWITCH)
 
 
 @dataclass(frozen=True)

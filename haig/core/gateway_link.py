@@ -30,11 +30,12 @@ from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
 from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_messages, first_copy
 from haig.core.drops import DropLedger
+from haig.core.endpoint_choice import EndpointChoice, Probe, Switch
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
 from haig.core.outputs import CoreOutputs
 from haig.core.policy import PathPolicy, SetHeartbeat, SetPrimary
-from haig.core.states import AssocState, PathState
+from haig.core.states import AssocState, EndpointRole, PathState
 
 N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
 SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
@@ -60,11 +61,21 @@ class Disconnect:
 
 
 @dataclass(frozen=True)
+class ProbeEndpoint:
+    """Make a separate SCTP handshake to the primary endpoint (bind `bind`, INIT to
+    `peers`), close it at once and report `probe_result`: the live association (to the
+    standby) is not touched."""
+    peers: tuple[tuple[str, int], ...]
+    bind: tuple[str, ...]
+    encap_port: int | None
+
+
+@dataclass(frozen=True)
 class Sample:
     """Read SCTP_GET_PEER_ADDR_INFO for every path and feed `path_sample`."""
 
 
-Action = Connect | Disconnect | Sample | SetPrimary | SetHeartbeat
+Action = Connect | Disconnect | ProbeEndpoint | Sample | SetPrimary | SetHeartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +93,13 @@ class GatewayLink(CoreOutputs):
         self.uplinks: list[Uplink] = list(cfg.uplinks)
         self.services = [s for s in cfg.services if s.listen]
         self.by_name = {u.name: u for u in self.uplinks}
-        self.by_addr = {u.endpoint_address: u for u in self.uplinks}
+        # Both endpoints' addresses name the uplink they are reached over (all distinct).
+        self.by_addr = {a: u for u in self.uplinks for a in (u.endpoint_address, u.standby_address) if a}
+        self.choice = EndpointChoice(self.has_standby(cfg), self.main.standby_after,
+                                     self.main.standby_hold_down, now)
+        # The endpoint of the current association (or attempt): its paths are what the
+        # driver samples, tunes and closes, even once the choice has moved on.
+        self._connect_to = EndpointRole.PRIMARY
         self._rand = rand or random.Random()
         self._nonce_source = nonce
         self.policy = PathPolicy(self.uplinks, self.main.hold_down, now)
@@ -114,11 +131,11 @@ class GatewayLink(CoreOutputs):
     # -- outputs ------------------------------------------------------------------------
 
     def _event_sources(self) -> tuple:
-        return (self.policy, self.ledger)
+        return (self.choice, self.policy, self.ledger)
 
     def get_timer(self) -> float | None:
         ts = [self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
-              self._admit_by, self._dead_by, self._next_sample,
+              self._admit_by, self._dead_by, self._next_sample, self.choice.get_timer(),
               None if self._connecting else self._retry_at]
         return min((t for t in ts if t is not None), default=None)
 
@@ -133,8 +150,23 @@ class GatewayLink(CoreOutputs):
     def association_view(self) -> dict[str, Any]:
         return {"state": str(self.state), "reason": self.reason}
 
-    def path_to(self, uplink: Uplink) -> tuple[str, int]:
+    @staticmethod
+    def has_standby(cfg: Config) -> bool:
+        return any(u.standby_address for u in cfg.uplinks)
+
+    def path_to(self, uplink: Uplink, endpoint: EndpointRole | None = None) -> tuple[str, int]:
+        """The peer address of `uplink`'s path to `endpoint` (default: the endpoint of the
+        current association or attempt)."""
+        if (endpoint or self._connect_to) is EndpointRole.STANDBY:
+            return (uplink.standby_address, self.main.standby_port or self.main.port)
         return (uplink.endpoint_address, self.main.port)
+
+    def endpoint_view(self, now: float) -> dict[str, Any]:
+        """The status's `endpoint` object: which endpoint is in use and its addresses."""
+        paths = {u.name: self.path_to(u, self.choice.in_use) for u in self.uplinks}
+        prim = paths.get(self.policy.primary or "") or next(iter(paths.values()), ("", 0))
+        return {**self.choice.view(now), "address": prim[0] or None, "port": prim[1],
+                "addresses": {k: v[0] for k, v in paths.items()}}
 
     def uplink_of(self, addr: Hashable | None) -> str | None:
         """The uplink a peer address (path) belongs to; None for an unknown one."""
@@ -146,7 +178,7 @@ class GatewayLink(CoreOutputs):
     # Main options a running association does not depend on: a reload changing only
     # these (and service lifetimes / critical flags) is applied in place.
     IN_PLACE = ("hold_down", "flow_idle", "max_flows", "queue", "max_datagram", "log_level",
-                "api_listen", "api_token")
+                "api_listen", "api_token", "standby_after", "standby_hold_down")
 
     def can_reconfigure(self, cfg: Config) -> bool:
         def fixed(c: Config) -> tuple:
@@ -162,14 +194,18 @@ class GatewayLink(CoreOutputs):
         self.policy.hold_down = float(cfg.main.hold_down)
         self.flows.idle_s, self.flows.max_flows = cfg.main.flow_idle, cfg.main.max_flows
         self.queue.limit = cfg.main.queue
+        self.choice.reconfigure(self.has_standby(cfg), cfg.main.standby_after, cfg.main.standby_hold_down, now)
         self.policy.handle_timer(now)
         self._drain_policy(now)
+        self._drain_choice(now)
 
     # -- connection lifecycle -----------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
         self.policy.handle_timer(now)
         self._drain_policy(now)
+        self.choice.handle_timer(now)
+        self._drain_choice(now)
         self.ledger.handle_timer(now)
         for f in self.flows.expire(now):
             if self.admitted:
@@ -184,17 +220,23 @@ class GatewayLink(CoreOutputs):
         if not self._connecting and self._retry_at is not None and now >= self._retry_at:
             self._try_connect(now)
 
-    def _try_connect(self, now: float) -> None:
+    def _init_plan(self, endpoint: EndpointRole) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...], int | None]:
+        """Peers (a NATed path first), local addresses and encapsulation port of an INIT."""
         order = sorted(self.uplinks, key=lambda u: (not u.udp_encap, u.metric))
         bind = tuple(a for a in (self.local.get(u.name) for u in order) if a)
+        encap = next((u.udp_encap_port for u in order if u.udp_encap), None)
+        return tuple(self.path_to(u, endpoint) for u in order), bind, encap
+
+    def _try_connect(self, now: float) -> None:
+        self._connect_to = self.choice.in_use
+        peers, bind, encap = self._init_plan(self.choice.in_use)
         if not bind:
             self.connect_failed("no uplink has a local address yet", now)
             return
-        encap = next((u.udp_encap_port for u in order if u.udp_encap), None)
         self._retry_at = None
         self._connecting = True
         self.bound = bind
-        self._actions.append(Connect(tuple(self.path_to(u) for u in order), bind, encap))
+        self._actions.append(Connect(peers, bind, encap))
 
     def connected(self, now: float) -> None:
         """The INIT handshake completed: admission starts (the endpoint speaks first)."""
@@ -206,10 +248,17 @@ class GatewayLink(CoreOutputs):
         self._set_state(AssocState.AUTHENTICATING, "association up, waiting for admission")
         self.policy.association(True, now, "association established")
         self._drain_policy(now)
+        if self._connect_to is not self.choice.in_use:  # made while the choice moved on
+            self._lose(f"associated with the {self._connect_to} endpoint, but the {self.choice.in_use} "
+                       "is in use now", now, switched=True)
 
     def connect_failed(self, error: str, now: float) -> None:
         self._connecting = False
         why = f"cannot associate: {error}"
+        if self._connect_to is not self.choice.in_use:  # an attempt to the endpoint left behind
+            self._retry_at = now
+            return
+        self.choice.down(now, why)
         self._set_state(AssocState.CONNECTING, why)
         if why != self._last_failure:  # one event per distinct failure, not one per retry
             self._last_failure = why
@@ -219,8 +268,14 @@ class GatewayLink(CoreOutputs):
     def association_lost(self, why: str, now: float) -> None:
         """The association ended (peer, kernel, timeout, refusal or our own decision):
         the driver closes the socket (Disconnect); a new attempt is scheduled."""
+        self._lose(why, now)
+
+    def _lose(self, why: str, now: float, switched: bool = False) -> None:
+        """`switched`: given up for an endpoint switch, which says nothing of its health."""
         if self.adm is None:
             return
+        if not switched:
+            self.choice.down(now, why)
         was_admitted = self.admitted
         n = self.queue.lose_all(now)
         if n:
@@ -236,6 +291,29 @@ class GatewayLink(CoreOutputs):
             self.backoff.reset()
             self._last_failure = ""
         self._schedule_retry(now)
+        if switched:
+            self._retry_at = now
+
+    def probe_result(self, ok: bool, why: str, now: float) -> None:
+        """The outcome of a ProbeEndpoint (the primary answered the handshake, or not)."""
+        self.choice.probe_result(ok, now, why)
+        self._drain_choice(now)
+
+    def _drain_choice(self, now: float) -> None:
+        while (a := self.choice.next_action()) is not None:
+            if isinstance(a, Probe):
+                peers, bind, encap = self._init_plan(EndpointRole.PRIMARY)
+                if bind:
+                    self._actions.append(ProbeEndpoint(peers, bind, encap))
+                else:
+                    self.choice.probe_result(False, now, "no uplink has a local address")
+            elif isinstance(a, Switch):
+                self.version += 1
+                self.backoff.reset()
+                self._last_failure = ""
+                self._lose(f"switching to the {a.to} endpoint: {a.reason}", now, switched=True)
+                if not self._connecting:
+                    self._retry_at = now
 
     def _schedule_retry(self, now: float) -> None:
         usable = any(self.links.get(u.name, True) and self.local.get(u.name) for u in self.uplinks)
@@ -322,6 +400,7 @@ class GatewayLink(CoreOutputs):
             why += f"; the endpoint has no target for {', '.join(missing)} (its datagrams are dropped)"
         self._events.append(Event(now, ASSOC, "haig", "authenticating", "up", why))
         self._set_state(AssocState.UP, why)
+        self.choice.admitted(now)
         self._announce_path(now)
 
     def _on_refused(self, reason: str, nxt: Adm, now: float) -> None:
@@ -430,7 +509,7 @@ class GatewayLink(CoreOutputs):
         out = []
         for u in self.uplinks:
             v = self.policy.uplink_view(u.name)
-            out.append({"address": u.endpoint_address, "uplink": u.name, "state": v.get("state"),
+            out.append({"address": self.path_to(u)[0], "uplink": u.name, "state": v.get("state"),
                         "srtt_ms": v.get("srtt_ms"), "rto_ms": v.get("rto_ms"), "cwnd": v.get("cwnd"),
                         "primary": u.name == self.policy.primary})
         return out
@@ -446,8 +525,11 @@ class GatewayLink(CoreOutputs):
                    for u in self.uplinks)
         if not dead:
             self._dead_by = None
+            if self.admitted:
+                self.choice.admitted(now)
         elif self._dead_by is None:
             self._dead_by = now + DEAD_PATHS_TIMEOUT
+            self.choice.down(now, "every path unreachable")
 
     def _drain_policy(self, now: float) -> None:
         self._check_dead(now)

@@ -30,6 +30,12 @@ class AssocState(StrEnum):
     UNKNOWN = "unknown"  # nothing known yet
 
 
+class EndpointRole(StrEnum):
+    """Which of a gateway's endpoints it associates with (haig.core.endpoint_choice)."""
+    PRIMARY = "primary"  # the uplinks' endpoint_address
+    STANDBY = "standby"  # the uplinks' standby_address: another server or site
+
+
 # Which path is better when choosing between unhealthy ones or picking the path for the
 # second copy of a critical datagram: lower is better. The gateway's policy and the
 # endpoint rank with the same table.

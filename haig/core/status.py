@@ -54,6 +54,13 @@ UPLINK_DYNAMIC = (*POLICY_FIELDS, "local_address", "endpoint_address", "udp_enca
 _KEPT_ON_RELOAD = (*POLICY_FIELDS, "tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
 ASSOCIATION_FIELDS = ("state", "gateway_id", "assoc_id", "primary", "since", "reason", "paths")
 PATH_FIELDS = ("address", "uplink", "state", "srtt_ms", "rto_ms", "cwnd", "primary")
+# The gateway's `endpoint` object (GatewayLink.endpoint_view): which endpoint is in use.
+ENDPOINT_FIELDS = ("in_use", "standby", "address", "port", "addresses", "since", "reason", "down_since",
+                   "primary_answering_since", "return_in_s")
+
+# Drop reasons that are a refused flow (a home's flow budget, the process's fd budget):
+# shown again in the endpoint's `admission` object.
+FLOW_REFUSALS = (drops.FLOW_TABLE_FULL, drops.FD_BUDGET)
 
 # Association state meaning "traffic can flow" (see docs/status.md for the vocabulary).
 ASSOC_UP = AssocState.UP
@@ -144,6 +151,8 @@ class StatusModel:
         self._drops: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._drops_by_service: dict[str, dict[str, int]] = {}
         self._config = {"ok": True, "message": ""}
+        self._endpoint: dict[str, Any] | None = None
+        self._admission: dict[str, Any] | None = None
 
     # -- change tracking -------------------------------------------------------
 
@@ -288,6 +297,31 @@ class StatusModel:
             rec.update(fields)
             self._changed()
 
+    def set_endpoint(self, view: dict[str, Any] | None) -> None:
+        """The gateway's endpoint in use (primary or standby), see ENDPOINT_FIELDS.
+        Only a change of endpoint or reason wakes waiters (the countdowns tick)."""
+        if view is not None:
+            unknown = set(view) - set(ENDPOINT_FIELDS)
+            if unknown:
+                raise TypeError(f"unknown endpoint field(s) {sorted(unknown)}; known: {ENDPOINT_FIELDS}")
+            view = {k: copy.deepcopy(view.get(k)) for k in ENDPOINT_FIELDS}
+        with self._lock:
+            old = self._endpoint
+            self._endpoint = view
+            moved = (old is None) != (view is None) or (
+                old is not None and view is not None
+                and any(old[k] != view[k] for k in ("in_use", "address", "reason", "standby")))
+            if moved:
+                self._changed()
+
+    def set_admission(self, refused: dict[str, int], shed: int, pending: int) -> None:
+        """Endpoint role: refusals by reason since start (sheds included), associations shed
+        at once for too many pending, sessions pending now. Counters: wakes nobody."""
+        with self._lock:
+            self._admission = {"refused": {str(k): int(v) for k, v in sorted(refused.items())},
+                               "shed": int(shed), "pending": int(pending)}
+            self._counters_version += 1
+
     def remove_association(self, key: str) -> None:
         with self._lock:
             if self._assocs.pop(key, None) is not None:
@@ -377,6 +411,10 @@ class StatusModel:
                 "events": [e.to_dict() for e in recent],
                 "last_event_seq": self._history.last_seq,
                 "config": dict(self._config),
+                "endpoint": copy.deepcopy(self._endpoint),
+                "admission": None if self._admission is None else {
+                    **copy.deepcopy(self._admission),
+                    "flows_refused": {r: self._drops.get(r, 0) for r in FLOW_REFUSALS}},
             }
         snap["summary"] = summarize(snap)
         return snap
@@ -403,4 +441,6 @@ def summarize(snap: dict[str, Any]) -> dict[str, Any]:
         text = f"Connected via {label} ({prim['interface']})"
     else:
         text = f"Connected via {label}"
+    if (snap.get("endpoint") or {}).get("in_use") == "standby":
+        text += " to the standby endpoint"
     return {"connected": True, "on_backup": on_backup, "text": text}

@@ -157,6 +157,7 @@ class Endpoint(RoleDriver):
         if now >= self._next_flows:
             self._next_flows = now + FLOWS_STATUS_INTERVAL
             self.status.set_flows(self.core.flows_view(now))
+            self.status.set_admission(self.core.refusals.totals, self.core.shed, self.core.pending)
 
     def _do(self, a: Any) -> None:
         if self.sctp is None:
@@ -167,7 +168,10 @@ class Endpoint(RoleDriver):
                 sctp_driver.tune_association(sock, a.assoc_id, self.main)
                 sctp_opts.set_paddr_params(sock, a.assoc_id, None, DEFAULT_HB_MS, 0)
             except OSError as e:
-                log.warning("association %d: cannot tune: %s", a.assoc_id, e)
+                # EINVAL: the association is already gone again (a gateway's probe of a
+                # primary endpoint closes right after the handshake): nothing to tune.
+                log.log(logging.DEBUG if e.errno == errno.EINVAL else logging.WARNING,
+                        "association %d: cannot tune: %s", a.assoc_id, e)
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):

@@ -23,7 +23,14 @@ from haig.config.model import Config
 from haig.config.validate import parse_hostport
 from haig.core import drops
 from haig.core.datapath import Outgoing
-from haig.core.gateway_link import N_STREAMS, Connect, Disconnect, GatewayLink, Sample
+from haig.core.gateway_link import (
+    N_STREAMS,
+    Connect,
+    Disconnect,
+    GatewayLink,
+    ProbeEndpoint,
+    Sample,
+)
 from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
@@ -68,6 +75,26 @@ async def _connectx(wrapper: Any, raw: Any, peers: list[tuple[str, int]], timeou
         raise OSError(err, os.strerror(err))
 
 
+def _new_socket(m: Any, peers: tuple, encap_port: int | None) -> Any:
+    """A one-to-one SCTP socket tuned for an association to `peers` (the live one or a probe)."""
+    wrapper = sctp.sctpsocket_tcp(family_of(peers[0][0]))
+    try:
+        raw = wrapper.sock()
+        sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
+        if encap_port is not None:
+            sctp_opts.set_udp_encap(raw, 0, None, encap_port)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wrapper.close()
+        raise
+    return wrapper
+
+
+async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
+    wrapper.bindx([(a, 0) for a in bind])
+    await _connectx(wrapper, wrapper.sock(), list(peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+
+
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, gw: Gateway, index: int, listen: str) -> None:
         self.gw, self.index, self.listen = gw, index, listen
@@ -96,6 +123,7 @@ class Gateway(RoleDriver):
         self.listeners: list[_Listener] = []
         self.sctp: SctpDriver | None = None
         self._connecting: asyncio.Task | None = None
+        self._probing: asyncio.Task | None = None
         self._watcher: Any = None
         self._watch_task: asyncio.Task | None = None
         self._watch_ready_task: asyncio.Task | None = None
@@ -181,7 +209,7 @@ class Gateway(RoleDriver):
             return
         if self._netifd is not None:
             self._netifd.stop()
-        for t in (self._watch_task, self._watch_ready_task, self._netifd_task, self._connecting):
+        for t in (self._watch_task, self._watch_ready_task, self._netifd_task, self._connecting, self._probing):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(BaseException):
@@ -215,6 +243,7 @@ class Gateway(RoleDriver):
             self._assoc_version = core.version
             self.status.set_association("endpoint", **core.association_view(),
                                         paths=core.path_views() if core.associated else [])
+            self.status.set_endpoint(core.endpoint_view(self.clock.mono()))
 
     def _on_timer(self) -> None:
         now = self.clock.mono()
@@ -222,10 +251,13 @@ class Gateway(RoleDriver):
         if now >= self._next_flows:
             self._next_flows = now + FLOWS_STATUS_INTERVAL
             self.status.set_flows(self.core.flows.snapshot(now))
+            self.status.set_endpoint(self.core.endpoint_view(now))
 
     def _do(self, a: Any) -> None:
         if isinstance(a, Connect):
             self._connecting = asyncio.create_task(self._connect(a))
+        elif isinstance(a, ProbeEndpoint):
+            self._probing = asyncio.create_task(self._probe(a))
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
@@ -277,13 +309,8 @@ class Gateway(RoleDriver):
         m = self.main
         wrapper = None
         try:
-            wrapper = sctp.sctpsocket_tcp(family_of(c.peers[0][0]))
-            raw = wrapper.sock()
-            sctp_driver.tune_socket(raw, m, N_STREAMS, attempts=INIT_ATTEMPTS, init_timeo_ms=m.rto_max)
-            if c.encap_port is not None:
-                sctp_opts.set_udp_encap(raw, 0, None, c.encap_port)
-            wrapper.bindx([(a, 0) for a in c.bind])
-            await _connectx(wrapper, raw, list(c.peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
+            wrapper = _new_socket(m, c.peers, c.encap_port)
+            await _handshake(m, wrapper, c.peers, c.bind)
             if self._stopping:
                 wrapper.close()
                 return
@@ -308,6 +335,29 @@ class Gateway(RoleDriver):
             self._connecting = None
         log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
         self.guard(self.core.connected, self.clock.mono())
+
+    async def _probe(self, p: ProbeEndpoint) -> None:
+        """Does the primary endpoint answer? A handshake on a socket of its own, closed at
+        once (graceful SHUTDOWN; the endpoint drops a session that never says HELLO)."""
+        m = self.main
+        wrapper = None
+        ok, why = False, ""
+        try:
+            wrapper = _new_socket(m, p.peers, p.encap_port)
+            await _handshake(m, wrapper, p.peers, p.bind)
+            ok = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            why = str(e)
+        finally:
+            if wrapper is not None:
+                with contextlib.suppress(Exception):
+                    wrapper.close()
+            self._probing = None
+        log.log(logging.INFO if ok else logging.DEBUG, "probe of the primary endpoint (%s): %s",
+                ", ".join(x[0] for x in p.peers), "answered" if ok else f"no answer ({why})")
+        self.guard(self.core.probe_result, ok, why, self.clock.mono())
 
     def _tune_paths(self, encap_socketwide: bool) -> None:
         """Per-path knobs, on this association only (never the global sysctls)."""

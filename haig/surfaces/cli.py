@@ -190,6 +190,18 @@ def format_event(ev: dict[str, Any]) -> str:
     return f"{_when(ev['t'])}  #{ev['seq']:<4} {ev['kind']:<10} {ev['subject']:<10} {change:<24} {ev['reason']}".rstrip()
 
 
+def format_endpoint(e: dict[str, Any]) -> str:
+    """One line: which endpoint the gateway uses, and why when it is not the primary."""
+    line = f"Endpoint: {e['in_use']} {e['address'] or '-'}:{e['port']}"
+    if not e["standby"]:
+        return line + "  (no standby configured)"
+    if e["in_use"] == "standby":
+        line += f"  ({e['reason']})"
+        if e["return_in_s"] is not None:
+            line += f"; primary answers, back in {e['return_in_s']:.0f}s"
+    return line
+
+
 def format_status(s: dict[str, Any]) -> str:
     who = f"haig {s['role'] or '?'}"
     if s["gateway_id"]:
@@ -237,6 +249,9 @@ def format_status(s: dict[str, Any]) -> str:
             name = a["gateway_id"] or a["key"] if s["role"] == "endpoint" else a["key"]
             rows.append([name, a["state"], since, paths or "-"])
         out.append(table(["ASSOCIATION", "STATE", "SINCE", "PATHS (* = primary)"], rows))
+        out.append("")
+    if s.get("endpoint"):
+        out.append(format_endpoint(s["endpoint"]))
         out.append("")
     drops = ", ".join(f"{k} {v}" for k, v in s["drops"].items() if v) or "none"
     cfg = "ok" if s["config"]["ok"] else f"REJECTED: {s['config']['message']}"

@@ -22,6 +22,11 @@ Families (label `home` = gateway id on an endpoint, "endpoint" on a gateway):
   haig_events_total{kind}                      seen since this exporter started
   haig_failovers_total{home} / haig_failbacks_total{home}
   haig_flows                                   flows open
+  haig_admissions_refused_total{reason}        endpoint: refused associations (sheds included)
+  haig_pending_sheds_total                     endpoint: associations shed for too many pending
+  haig_pending_sessions                        endpoint: sessions waiting for HELLO
+  haig_flows_refused_total{reason}             endpoint: flow_table_full / fd_budget
+  haig_endpoint_standby                        gateway: 1 while the standby endpoint is in use
   haig_config_ok
 """
 
@@ -179,6 +184,27 @@ class StatusCollector(Collector):  # type: ignore[misc,valid-type]
                 if k == kind:
                     c.add_metric([subject], n)
             yield c
+        yield from _admission_families(s.get("admission"))
+        if s.get("endpoint"):
+            yield GaugeMetricFamily("haig_endpoint_standby", "1 while the gateway uses its standby endpoint",
+                                    value=1 if s["endpoint"]["in_use"] == "standby" else 0)
+
+
+def _admission_families(adm: dict[str, Any] | None) -> Iterator[Any]:
+    """Endpoint role: what admission refused (issue 13's hardening, as numbers)."""
+    if not adm:
+        return
+    refused = CounterMetricFamily("haig_admissions_refused", "associations refused, by reason", labels=["reason"])
+    for reason, n in adm["refused"].items():
+        refused.add_metric([reason], n)
+    yield refused
+    yield CounterMetricFamily("haig_pending_sheds", "associations shed at once: too many pending sessions",
+                              value=adm["shed"])
+    yield GaugeMetricFamily("haig_pending_sessions", "sessions waiting for HELLO", value=adm["pending"])
+    flows = CounterMetricFamily("haig_flows_refused", "new flows refused, by reason", labels=["reason"])
+    for reason, n in adm["flows_refused"].items():
+        flows.add_metric([reason], n)
+    yield flows
 
 
 _registries: weakref.WeakKeyDictionary[StatusModel, Any] = weakref.WeakKeyDictionary()

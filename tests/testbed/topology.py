@@ -12,6 +12,11 @@
 * Only two namespaces are strictly needed for SCTP tests (gw, ep); client and server
   exist for end-to-end peers (OpenVPN, iperf3).
 
+An optional second endpoint (`add_standby`, only for the tests that ask for it): a
+namespace `ep2` behind ep, reached over each uplink at its own address (10.212.0.15 via
+main, 10.213.0.15 via fallback; ep routes for it), so the primary endpoint can be
+killed while the standby stays reachable on both paths.
+
 Namespace names carry a per-instance prefix so a leftover from a failed test never
 collides with the next one.
 """
@@ -52,14 +57,59 @@ class Topology:
     server_addr: str = "10.2.0.2"
     ep_lan_addr: str = "10.2.0.1"
     impair: Impairments = None  # type: ignore[assignment]
+    standby: Standby | None = None
 
     @property
     def namespaces(self) -> list[Netns]:
-        return [self.client, self.gw, self.ep, self.server]
+        return [self.client, self.gw, self.ep, self.server] + ([self.standby.ns] if self.standby else [])
 
     def teardown(self) -> None:
         for ns in self.namespaces:
             ns.delete()
+
+
+@dataclass
+class Standby:
+    """The second endpoint: `addrs[link]` is its address reached over that uplink."""
+    ns: Netns
+    addrs: dict[str, str]
+    routes: list[str]  # the gateway's routes to it, removed with it
+
+
+def add_standby(topo: Topology) -> Standby:
+    """Give the bed a second endpoint namespace (idempotent); remove_standby undoes it."""
+    if topo.standby is not None:
+        return topo.standby
+    sb = Standby(Netns(f"{topo.prefix}-ep2"), {}, [])
+    sb.ns.create()
+    topo.standby = sb
+    try:
+        for i, (name, net) in enumerate(((MAIN, "10.212.0"), (FALLBACK, "10.213.0"))):
+            link = topo.links[name]
+            dev = f"sb{i}"
+            _veth(topo.ep, dev, sb.ns, dev)
+            topo.ep.run(f"ip addr add {net}.1/24 dev {dev}")
+            sb.ns.run(f"ip addr add {net}.15/24 dev {dev}")
+            topo.ep.run(f"ip link set {dev} up")
+            sb.ns.run(f"ip link set {dev} up")
+            sb.ns.run(f"ip route add {link.gw_addr.rsplit('.', 1)[0]}.0/{link.prefix} via {net}.1 dev {dev}")
+            route = f"{net}.0/24 via {link.ep_addr} dev {link.gw_dev}"
+            topo.gw.run(f"ip route add {route}")
+            sb.routes.append(route)
+            sb.addrs[name] = f"{net}.15"
+    except BaseException:
+        remove_standby(topo)
+        raise
+    return sb
+
+
+def remove_standby(topo: Topology) -> None:
+    sb, topo.standby = topo.standby, None
+    if sb is None:
+        return
+    for r in sb.routes:
+        topo.gw.run(f"ip route del {r}", check=False)
+    sb.ns.delete()  # its veths (and ep's ends) go with it
 
 
 def _veth(a: Netns, a_dev: str, b: Netns, b_dev: str) -> None:

@@ -162,6 +162,27 @@ def test_metrics_expose_homes_paths_drops():
     assert sum(s.value for s in fams["haig_home_on_backup"].samples) > 0
 
 
+def test_admission_refusals_sheds_and_flow_refusals_in_status_and_metrics():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.unit.surfaces_support import STATUS, assert_valid
+
+    m = synthetic_endpoint(3, now=time.time())
+    m.count_drop("fd_budget", 2)
+    m.set_admission({"wrong key": 4, "too many pending associations": 9}, shed=9, pending=5)
+    snap = m.snapshot(time.time())
+    assert_valid(STATUS, snap)
+    assert snap["admission"] == {"refused": {"too many pending associations": 9, "wrong key": 4}, "shed": 9,
+                                 "pending": 5, "flows_refused": {"flow_table_full": 0, "fd_budget": 2}}
+    fams = {f.name: f for f in text_string_to_metric_families(create_app(m).test_client().get("/metrics")
+                                                              .data.decode())}
+    assert {s.labels["reason"]: s.value for s in fams["haig_admissions_refused"].samples} == \
+        {"too many pending associations": 9, "wrong key": 4}
+    assert fams["haig_pending_sheds"].samples[0].value == 9
+    assert fams["haig_pending_sessions"].samples[0].value == 5
+    assert {s.labels["reason"]: s.value for s in fams["haig_flows_refused"].samples}["fd_budget"] == 2
+
+
 def test_metrics_count_failovers_per_subject_across_scrapes():
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -358,3 +358,34 @@ def test_every_model_field_has_a_known_kind_and_doc():
 def test_stray_spaces_in_addresses_are_refused_visibly():
     errs = errors(GATEWAY.replace("'192.0.2.1'", "' 192.0.2.1'"))
     assert any("option endpoint_address = ' 192.0.2.1' is not an IP address" in e for e in errs), errs
+
+
+# -- a standby endpoint ----------------------------------------------------------------
+
+
+def test_standby_endpoint_builds_with_defaults():
+    text = add(add(GATEWAY, "config uplink 'wan'", "option standby_address '192.0.2.50'"),
+               "config uplink 'wwan'", "option standby_address '198.51.100.50'")
+    cfg = build(text)
+    assert [u.standby_address for u in cfg.uplinks] == ["192.0.2.50", "198.51.100.50"]
+    assert (cfg.main.standby_port, cfg.main.standby_after, cfg.main.standby_hold_down) == (0, 5, 30)
+
+
+def test_standby_endpoint_errors_name_the_option_and_what_is_allowed():
+    one = add(GATEWAY, "config uplink 'wan'", "option standby_address '192.0.2.50'")
+    (err,) = errors(one)
+    assert "uplink 'wwan'" in err and "standby_address is missing" in err and "every uplink" in err
+    same = add(add(GATEWAY, "config uplink 'wan'", "option standby_address '198.51.100.1'"),
+               "config uplink 'wwan'", "option standby_address '192.0.2.51'")
+    (err,) = errors(same)
+    assert "standby_address = '198.51.100.1' is the endpoint_address of uplink 'wwan'" in err
+    dup = add(add(GATEWAY, "config uplink 'wan'", "option standby_address '192.0.2.50'"),
+              "config uplink 'wwan'", "option standby_address '192.0.2.50'")
+    assert any("also used by" in e for e in errors(dup))
+    mixed = add(add(GATEWAY, "config uplink 'wan'", "option standby_address '2001:db8::5'"),
+                "config uplink 'wwan'", "option standby_address '198.51.100.50'")
+    assert any("mix IPv4 and IPv6" in e for e in errors(mixed))
+    for opt, bad, rng in (("standby_after", "0", "1..3600"), ("standby_hold_down", "-1", "0..86400"),
+                          ("standby_port", "70000", "0..65535")):
+        errs = errors(add(GATEWAY, "config haig 'main'", f"option {opt} '{bad}'"))
+        assert any(opt in e and rng in e for e in errs), errs

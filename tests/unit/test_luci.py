@@ -195,6 +195,24 @@ def test_status_page_shows_uplinks_timeline_and_polls(tmp_path):
     assert report["events_after_poll"] == sorted(set(report["events_after_poll"]))
 
 
+@needs_node
+def test_status_page_shows_the_endpoint_in_use(tmp_path):
+    st = copy.deepcopy(snapshots()["boot"])
+    st["endpoint"] = {"in_use": "standby", "standby": True, "address": "198.51.100.20", "port": 8888,
+                      "addresses": {"dsl": "198.51.100.20", "lte": "203.0.113.20"}, "since": 5.0,
+                      "reason": "the primary endpoint is unreachable on every path for 5 s", "down_since": None,
+                      "primary_answering_since": 40.0, "return_in_s": 12.0}
+    sw = {"t": T0 + 130, "kind": "endpoint_switch", "subject": "endpoint", "old": "primary", "new": "standby",
+          "reason": "test", "detail": {}, "seq": st["last_event_seq"] + 1}
+    events = {"schema_version": 1, "events": [sw], "last_seq": sw["seq"]}
+    text = run_view(tmp_path, {"status": st, "events": events, "networks": {}})["after_poll"]
+    assert "Endpoint in use: standby 198.51.100.20:8888" in text and "back to it in 12 s" in text
+    assert "Switched to the standby hospital endpoint" in text
+    st["endpoint"].update(in_use="primary", address="192.0.2.10", return_in_s=None, primary_answering_since=None)
+    text = run_view(tmp_path, {"status": st, "events": None, "networks": {}})["text"]
+    assert "Endpoint in use: primary 192.0.2.10:8888" in text
+
+
 XSS = '<img src=x onerror="alert(1)">'
 
 

@@ -115,29 +115,28 @@ def plan(
     want_rules: list[RuleFact] = []
     pinned: dict[str, str] = {}
     for i, u in enumerate(uplinks):
-        if not u.endpoint_address:
+        # the primary endpoint's address, and the standby's (haig.core.endpoint_choice)
+        dests = [a for a in (u.endpoint_address, getattr(u, "standby_address", "")) if a]
+        if not dests:
             continue
         if i >= TABLE_SPAN:
             out.skipped[u.name] = f"more than {TABLE_SPAN} uplinks"
             continue
-        if u.endpoint_address in pinned:
-            out.skipped[u.name] = (
-                f"endpoint {u.endpoint_address} already pinned to {pinned[u.endpoint_address]}"
-            )
-            continue
-        pinned[u.endpoint_address] = u.name
         table = table_base + i
-        want_rules.append(RuleFact(rule_priority, table, u.endpoint_address, 32))
-        want_routes.append(PinRoute(u.name, table, u.endpoint_address, None, guard=True))
         dev = uplink_device(u)
-        if dev not in links:
-            out.skipped[u.name] = f"device {dev} missing"
-            continue
-        oif = links[dev]
-        local = u.local_address or pick_address(a for a in addrs if a.index == oif) or None
-        want_routes.append(
-            PinRoute(u.name, table, u.endpoint_address, oif, u.gateway or None, local)
-        )
+        for dest in dests:
+            if dest in pinned:
+                out.skipped[u.name] = f"endpoint {dest} already pinned to {pinned[dest]}"
+                continue
+            pinned[dest] = u.name
+            want_rules.append(RuleFact(rule_priority, table, dest, 32))
+            want_routes.append(PinRoute(u.name, table, dest, None, guard=True))
+            if dev not in links:
+                out.skipped[u.name] = f"device {dev} missing"
+                continue
+            oif = links[dev]
+            local = u.local_address or pick_address(a for a in addrs if a.index == oif) or None
+            want_routes.append(PinRoute(u.name, table, dest, oif, u.gateway or None, local))
 
     ours = [r for r in routes if r.table in tables]
     for w in want_routes:

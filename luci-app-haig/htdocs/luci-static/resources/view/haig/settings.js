@@ -59,6 +59,10 @@ return view.extend({
 
 		o = intOption(s, 'general', 'port', _('Endpoint SCTP port'), 1, 65535, 8888);
 
+		o = intOption(s, 'general', 'standby_port', _('Standby endpoint SCTP port'), 0, 65535, 0,
+			_('Port of the standby endpoint (the uplinks\' standby addresses); 0 = the same as the endpoint port.'));
+		o.depends('role', 'gateway');
+
 		o = s.taboption('general', form.DynamicList, 'bind', _('Local addresses'),
 			_('Endpoint role: addresses of the SCTP socket, one per uplink served.'));
 		o.datatype = 'ipaddr(1)';
@@ -85,6 +89,13 @@ return view.extend({
 			_('Upper bound of the retransmission timeout.'));
 		o = intOption(s, 'timing', 'hold_down', _('Failback hold-down (s)'), 0, 86400, 30,
 			_('How long the preferred connection must stay healthy before traffic returns to it (prevents flip-flopping).'));
+
+		o = intOption(s, 'timing', 'standby_after', _('Switch to the standby endpoint after (s)'), 1, 3600, 5,
+			_('How long the endpoint in use must stay unreachable on every uplink before the gateway associates with the other one (a restarting endpoint back sooner keeps its homes).'));
+		o.depends('role', 'gateway');
+		o = intOption(s, 'timing', 'standby_hold_down', _('Standby hold-down (s)'), 0, 86400, 30,
+			_('How long the primary endpoint must keep answering, while the standby is in use, before the gateway returns to it.'));
+		o.depends('role', 'gateway');
 
 		o = intOption(s, 'advanced', 'flow_idle', _('Flow idle timeout (s)'), 5, 86400, 120);
 		o = intOption(s, 'advanced', 'max_flows', _('Maximum flows'), 1, 65535, 1024);
@@ -129,6 +140,10 @@ return view.extend({
 			_('Address of the hospital endpoint reached over this uplink (one per uplink).'));
 		o.datatype = 'ipaddr(1)';
 		o.rmempty = false;
+
+		o = s.taboption('general', form.Value, 'standby_address', _('Standby endpoint address'),
+			_('Address of the standby endpoint (another server or site) over this uplink; set on every uplink or on none.'));
+		o.datatype = 'ipaddr(1)';
 
 		o = s.taboption('general', form.Flag, 'metered', _('Metered'),
 			_('Pay-per-byte connection: slow heartbeats while idle, no bulk traffic unless it is the only path.'));

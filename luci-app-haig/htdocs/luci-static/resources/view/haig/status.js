@@ -170,6 +170,9 @@ return view.extend({
 			return _('Configuration: %s').format(ev.new || '-');
 		case 'drop':
 			return _('Datagrams dropped');
+		case 'endpoint_switch':
+			return (ev.new == 'standby') ? _('Switched to the standby hospital endpoint')
+				: _('Back on the primary hospital endpoint');
 		default:
 			return '%s %s'.format(ev.kind, ev.subject);
 		}
@@ -251,6 +254,20 @@ return view.extend({
 		return E('div', { 'class': 'cbi-section' }, [ E('h3', _('Uplinks')), table ]);
 	},
 
+	/* Which hospital endpoint the link goes to: the primary, or the standby. */
+	renderEndpoint(ep) {
+		if (!ep)
+			return E([]);
+		const where = '%s:%d'.format(ep.address || '-', ep.port);
+		let text = (ep.in_use == 'standby')
+			? _('Endpoint in use: standby %s (the primary does not answer)').format(where)
+			: _('Endpoint in use: primary %s').format(where);
+		if (ep.in_use == 'standby' && ep.return_in_s != null)
+			text += ' ' + _('The primary answers again; back to it in %d s.').format(ep.return_in_s);
+		return E('p', { 'id': 'haig-endpoint', 'data-endpoint': String(ep.in_use),
+		               'class': (ep.in_use == 'standby') ? 'label warning' : '' }, [ text ]);
+	},
+
 	renderAssociations(st) {
 		const rows = (st.associations || []).map(a => [
 			txt(a.key),
@@ -271,6 +288,7 @@ return view.extend({
 
 		return E('div', { 'class': 'cbi-section' }, [
 			E('h3', _('Link to the hospital')),
+			this.renderEndpoint(st.endpoint),
 			table,
 			E('p', {}, [ _('Datagrams dropped since start: %d').format(drops) ])
 		]);
