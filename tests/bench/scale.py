@@ -9,6 +9,9 @@ window: CPU per 1,000 relayed datagrams (both directions), CPU utilisation, RSS,
 fds, drops by reason; on the generator: p50/p99 round-trip time and replies/sent.
 "added" latency = round trip at N minus the round trip of one idle-ish home (N=1).
 The N where one core saturates is extrapolated from the CPU per datagram.
+Each home comes from its own source address (a block HOME_SOURCES added to the gw
+namespace's main uplink, routed on-link from the endpoint), as real homes do, so the
+endpoint's per-source cap on pending sessions applies per home.
 
 Abuse, reproduced as numbers (`--abuse` only, or `--no-abuse` to skip):
 * unauth   — M associations that never say HELLO: sessions held, endpoint RSS/CPU,
@@ -42,6 +45,21 @@ PORT = 8850
 ECHO_PORTS = (7500, 7501)
 DURATION = 20.0
 RATE = 10.0
+HOME_SOURCES = "10.220.0.0/16"  # one address per home, on the gw namespace's main uplink
+
+
+def add_home_sources(topo, n: int) -> None:
+    """Give the gw namespace one address per home (10.220.0.1 ...) on its main uplink
+    and the endpoint an on-link route to them (one `ip -batch` each: 1,000 addresses in
+    well under a second)."""
+    import ipaddress
+
+    net = ipaddress.ip_network(HOME_SOURCES)
+    dev = topo.links[MAIN].gw_dev
+    batch = "".join(f"address add {net[i + 1]}/{net.prefixlen} dev {dev}\n" for i in range(n))
+    subprocess.run(["ip", "-n", topo.gw.name, "-batch", "-"], input=batch, text=True, check=True)
+    subprocess.run(["ip", "-n", topo.ep.name, "route", "add", HOME_SOURCES, "dev", topo.links[MAIN].ep_dev],
+                   check=True)
 
 
 def endpoint_conf(topo, homes: int, extra: dict | None = None) -> str:
@@ -144,7 +162,8 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
         sampler = Sampler(pid)
         t_start = time.monotonic()
         lg = loadgen(topo, "--homes", str(n), "--procs", str(procs), "--duration", str(duration),
-                     "--rate", str(RATE), "--size", "200", "--admit-timeout", "300", timeout=duration + 900)
+                     "--rate", str(RATE), "--size", "200", "--admit-timeout", "300",
+                     "--sources", HOME_SOURCES, timeout=duration + 900)
         sampler.stop()
         print(f"  N={n}: {lg['admitted']} admitted in {lg['admit_s']} s", flush=True)
         if lg["admitted"] < n:  # say why: the endpoint's own account
@@ -317,6 +336,7 @@ def main(argv: list[str]) -> int:
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)}; duration {duration:g} s; loadgen procs {procs}",
           flush=True)
     topo = topology.build()
+    add_home_sources(topo, max([1, *ns_]))
     echo = Proc(topo.server, [sys.executable, "-m", "tests.testbed.loadgen", "--echo",
                               ",".join(f"0.0.0.0:{p}" for p in ECHO_PORTS)], "echo").start()
     out: dict = {"rows": []}
