@@ -32,6 +32,7 @@ Prints one JSON object on stdout at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import multiprocessing as mp
@@ -41,6 +42,7 @@ import selectors
 import socket
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from haig.adapters import sctp_io, sctp_opts
@@ -85,6 +87,8 @@ class Stats:
     admit_s: float | None = None
     cpu_s: float = 0.0
     settled: int = 0  # homes whose admission has its answer (kept, not counted per loop)
+    retries: int = 0  # admissions tried again after a refusal or a lost association
+    to_retry: list = field(default_factory=list)  # homes refused/failed while admitting
 
 
 def _raise_nofile(n: int) -> None:
@@ -123,6 +127,8 @@ def _set(h: Home, state: str, mode: str, st: Stats) -> None:
     h.state = state
     if state in settled_states(mode) and was not in settled_states(mode):
         st.settled += 1
+        if state in ("refused", "failed"):
+            st.to_retry.append(h)
 
 
 def settled_states(mode: str) -> tuple[str, ...]:
@@ -184,20 +190,41 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     connect = (args.host, args.port)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    todo = list(indices)
+    todo = deque(indices)
     # The endpoint sheds unadmitted associations past PENDING_PER_SOURCE per source
     # address and PENDING_MAX in all: the admitted modes keep within both (shared by
     # the workers); the abuse modes (unauth, unknown) open everything at once, as an
     # attacker would.
     abuse = args.mode in ("unauth", "unknown")
-    cap = PENDING_MAX // 2 if args.sources else PENDING_PER_SOURCE
+    # With one address per home, PENDING_MAX // 8 (32) in flight keeps the endpoint
+    # busy; more only stretches each one's round trip past its 3-s HELLO deadline when
+    # the CPU is short (the emulator).
+    cap = PENDING_MAX // 8 if args.sources else PENDING_PER_SOURCE
     max_pending = len(todo) if abuse else (args.max_pending or max(1, cap // max(1, args.procs)))
-    # Admission phase: until every home has its answer (unauth: its CHALLENGE).
+    # Admission phase: until every home has its answer (unauth: its CHALLENGE). A home
+    # refused or cut off (shed, HELLO too late under load) tries again later, up to
+    # --retries times, as a gateway does with its back-off; the abuse modes never do.
     admit_deadline = t0 + args.admit_timeout
-    todo.reverse()  # pop() from the end: O(1)
+    attempts: dict[int, int] = {}
     while time.monotonic() < admit_deadline:
+        for h in st.to_retry:
+            if abuse or attempts.get(h.index, 0) >= args.retries:
+                continue
+            attempts[h.index] = attempts.get(h.index, 0) + 1
+            if h.state == "refused":
+                st.refused -= 1
+            else:
+                st.failed -= 1
+            st.settled -= 1
+            st.retries += 1
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(h.sock)
+            homes.pop(h.sock.fileno(), None)
+            h.sock.close()
+            todo.append(h.index)  # at the back: the others go first
+        st.to_retry.clear()
         while todo and len(homes) - st.settled < max_pending:
-            i = todo.pop()
+            i = todo.popleft()
             try:
                 s = _open(connect, source_of(args.sources, i))
             except OSError:
@@ -210,6 +237,7 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
         if not todo and st.settled >= len(homes):
             break
     st.admit_s = time.monotonic() - t0
+    st.to_retry.clear()
     # Load phase
     end = time.monotonic() + args.duration
     tick = 0
@@ -244,6 +272,7 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     for h in homes.values():
         h.sock.close()
     d = st.__dict__.copy()
+    del d["to_retry"]
     d["flows_opened"] = flows_opened
     d["max_lag_ms"] = round(max_lag * 1000, 1)
     out.send(d)
@@ -291,7 +320,7 @@ def run(args: argparse.Namespace) -> dict:
     for p in workers:
         p.join()
     total: dict = {"homes": args.homes, "mode": args.mode, "procs": procs, "duration_s": args.duration}
-    for k in ("admitted", "refused", "failed", "sent", "alarms_sent", "send_blocked", "replies",
+    for k in ("admitted", "refused", "failed", "retries", "sent", "alarms_sent", "send_blocked", "replies",
               "alarm_replies", "flows_opened"):
         total[k] = sum(r[k] for r in results)
     total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
@@ -339,10 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flows", type=int, default=1100)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--admit-timeout", type=float, default=120.0)
+    ap.add_argument("--retries", type=int, default=5,
+                    help="admission attempts again per home after a refusal or lost association")
     ap.add_argument("--sources", help="CIDR of source addresses, one per home (the namespace must hold them)")
     ap.add_argument("--max-pending", type=int, default=0,
                     help="associations in admission at once per worker (0: the endpoint's per-source cap"
-                         " / procs; with --sources half its global cap / procs)")
+                         " / procs; with --sources an eighth of its global cap / procs)")
     args = ap.parse_args(argv)
     if args.echo:
         echo([(h, int(p)) for h, _, p in (x.rpartition(":") for x in args.echo.split(","))])
