@@ -337,6 +337,9 @@ def main(argv: list[str]) -> int:
           flush=True)
     topo = topology.build()
     add_home_sources(topo, max([1, *ns_]))
+    # as contrib/sysctl.d/60-haig.conf: send buffer per association, not one for the
+    # whole one-to-many socket (one stalled home must not block every other's sends)
+    topo.ep.sysctl("net.sctp.sndbuf_policy", 1)
     echo = Proc(topo.server, [sys.executable, "-m", "tests.testbed.loadgen", "--echo",
                               ",".join(f"0.0.0.0:{p}" for p in ECHO_PORTS)], "echo").start()
     out: dict = {"rows": []}
