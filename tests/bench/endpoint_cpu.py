@@ -2,9 +2,10 @@
 not a test; no kernel SCTP needed): the real `Endpoint` driver — its core, its pump after
 every input (actions, queues, deliveries, status, events, drops, timer), its UDP target
 sockets — with the SCTP socket replaced by a counter, for N admitted homes sending
-ECG-sized datagrams (an alarm every 100th), one datagram per wake-up (the worst case:
+ECG-sized datagrams (an alarm every 100th); up: one datagram per wake-up (the worst case:
 one pump each). Up = a message from a home to its target (UDP send included); down = a
-target's answer back to the home (the UDP recv left out, the SCTP send a counter).
+target's answer back to the home through the loop's reader callbacks (UDP recv and
+the bench's own sendto included, SCTP send a counter), every flow answered at once.
 If the cost per datagram grows with N, something per pump walks all homes.
 Complements `scale` (which runs in the emulator, where Python is 10-30x slower and the
 CPU shared): it says what one real core would carry.
@@ -102,13 +103,19 @@ async def run(homes: int, seconds_of_traffic: float, profile: bool) -> dict:
         e.guard(e._on_item, r)
     up_cpu = time.process_time() - t_cpu
     sent0 = fake.sent
-    keys = list(e._targets)
-    per_flow = max(1, n_msgs // max(1, len(keys)))
-    now = e.clock.mono()
+    # target → gateway through the real loop: the sink answers on every flow socket,
+    # the loop's reader callbacks (Endpoint._from_target) read them, the pump sends
+    socks = [s.getsockname() for s in e._targets.values()]
+    per_flow = max(1, n_msgs // max(1, len(socks)))
     t2 = time.process_time()
-    for _ in range(per_flow):  # target → gateway, one pump per datagram
-        for aid, flow in keys:
-            e.guard(e.core.receive_from_target, aid, flow, body, now)
+    for _ in range(per_flow):
+        for addr in socks:
+            sink.sendto(body, addr)
+        want = fake.sent + len(socks)
+        for _ in range(100000):
+            if fake.sent >= want:
+                break
+            await asyncio.sleep(0)
     down_cpu = time.process_time() - t2
     down = fake.sent - sent0
     if prof:

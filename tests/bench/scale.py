@@ -148,6 +148,33 @@ def start_endpoint(topo, homes: int, name: str, extra: dict | None = None) -> Ha
     return ep
 
 
+SCTP_MIB = ("SctpOutUnorderChunks", "SctpInUnorderChunks", "SctpAborteds", "SctpT3RtxExpireds",
+            "SctpInPktDiscards", "SctpInDataChunkDiscards")
+UDP_MIB = ("InDatagrams", "OutDatagrams", "RcvbufErrors", "SndbufErrors")
+
+
+def mib(ns) -> dict[str, int]:
+    """The kernel's SCTP and UDP counters in a namespace (where datagrams went)."""
+    out: dict[str, int] = {}
+    r = ns.run("cat /proc/net/sctp/snmp", check=False)
+    for line in r.stdout.splitlines():
+        k, _, v = line.partition(" ")
+        if k in SCTP_MIB:
+            out[k] = int(v.strip() or 0)
+    udp = [ln.split() for ln in ns.run("cat /proc/net/snmp", check=False).stdout.splitlines() if ln.startswith("Udp:")]
+    if len(udp) == 2:
+        for k, v in zip(udp[0][1:], udp[1][1:], strict=False):
+            if k in UDP_MIB:
+                out[f"Udp{k}"] = int(v)
+    return out
+
+
+def mib_delta(topo, before: dict) -> dict:
+    now = {ns: mib(getattr(topo, ns)) for ns in ("gw", "ep", "server")}
+    return {ns: {k: v - before.get(ns, {}).get(k, 0) for k, v in now[ns].items()
+                 if v - before.get(ns, {}).get(k, 0)} for ns in now}
+
+
 def assocs_in_kernel(ns) -> int:
     r = ns.run("cat /proc/net/sctp/assocs", check=False)
     return max(0, len(r.stdout.splitlines()) - 1)
@@ -160,12 +187,20 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
     pid = ep.proc.pid
     try:
         sampler = Sampler(pid)
+        mib0 = {ns: mib(getattr(topo, ns)) for ns in ("gw", "ep", "server")}
         t_start = time.monotonic()
         lg = loadgen(topo, "--homes", str(n), "--procs", str(procs), "--duration", str(duration),
                      "--rate", str(RATE), "--size", "200", "--admit-timeout", "300",
                      "--sources", HOME_SOURCES, timeout=duration + 900)
         sampler.stop()
-        print(f"  N={n}: {lg['admitted']} admitted in {lg['admit_s']} s", flush=True)
+        kernel = mib_delta(topo, mib0)
+        print(f"  N={n}: {lg['admitted']} admitted in {lg['admit_s']} s ({lg.get('retries', 0)} retries)",
+              flush=True)
+        # where the datagrams went: the generator's sends vs the chunks its kernel put on
+        # the wire (the rest PR-SCTP abandoned unsent: the generator's own backlog), the
+        # endpoint's kernel received, UDP to and from the echo, and back
+        print(f"  N={n}: kernel counters over the run (gw = generator, ep = endpoint, server = echo): "
+              f"{json.dumps(kernel)}", flush=True)
         if lg["admitted"] < n:  # say why: the endpoint's own account
             evs = ep.events()
             kinds = {}
@@ -190,7 +225,7 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
             "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"], "loadgen_max_lag_ms": lg.get("max_lag_ms"),
             "ep_rss_kib": sampler.max_rss, "ep_fds": sampler.max_fds, "ep_nofile": nofile(pid),
             "ep_drops": {k: v for k, v in st["drops"].items() if v},
-            "flows_total": st.get("flows_total"),
+            "flows_total": st.get("flows_total"), "kernel": kernel, "retries": lg.get("retries", 0),
         }
         return row
     finally:
