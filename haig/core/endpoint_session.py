@@ -423,7 +423,9 @@ class EndpointCore(CoreOutputs):
         flow.count_tx(len(data))
         copy = None
         if flow.critical:
-            other = best_path(sess.paths, exclude=sess.primary[0] if sess.primary else None)
+            # until the gateway says PATH the kernel sends on the first address (its
+            # default primary): the copy goes elsewhere or nowhere
+            other = best_path(sess.paths, exclude=sess.primary[0] if sess.primary else sess.source)
             port = sess.primary[1] if sess.primary else sess.port
             copy = (other, port) if other is not None and port else None
         # the endpoint's table is keyed by the gateway's flow id: that is the id on the wire

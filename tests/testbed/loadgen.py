@@ -53,6 +53,7 @@ SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
 PAYLOAD = struct.Struct("!IIQ")  # home index, message number, send time (ns, monotonic)
 TICK = 0.01
+DRAIN_QUIET, DRAIN_MAX = 2.0, 30.0  # s: how the generator waits for the last replies
 
 
 def home_id(i: int) -> str:
@@ -86,6 +87,7 @@ class Stats:
     rtt_us: list[int] = field(default_factory=list)
     admit_s: float | None = None
     cpu_s: float = 0.0
+    drain_s: float = 0.0  # how long the last replies took to arrive after the sending ended
     settled: int = 0  # homes whose admission has its answer (kept, not counted per loop)
     retries: int = 0  # admissions tried again after a refusal or a lost association
     to_retry: list = field(default_factory=list)  # homes refused/failed while admitting
@@ -264,10 +266,17 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
             tick += 1
             next_tick += TICK
         _poll(sel, homes, args.mode, st, max(0.0, next_tick - time.monotonic()))
-    # drain replies in flight
-    drain_end = time.monotonic() + 1.0
-    while time.monotonic() < drain_end:
+    # Drain the replies in flight before closing (a reply arriving after the close is a
+    # drop the endpoint counts, no_association, which would be the generator's doing):
+    # until none came for DRAIN_QUIET s — round trips are seconds under emulation —
+    # and at most DRAIN_MAX s.
+    t_drain = time.monotonic()
+    quiet_until, hard_end, seen = t_drain + DRAIN_QUIET, t_drain + DRAIN_MAX, st.replies
+    while time.monotonic() < min(quiet_until, hard_end):
         _poll(sel, homes, args.mode, st, 0.05)
+        if st.replies != seen:
+            seen, quiet_until = st.replies, time.monotonic() + DRAIN_QUIET
+    st.drain_s = round(time.monotonic() - t_drain, 1)
     st.cpu_s = time.process_time() - cpu0
     for h in homes.values():
         h.sock.close()
@@ -326,6 +335,7 @@ def run(args: argparse.Namespace) -> dict:
     total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
     total["max_lag_ms"] = max(r["max_lag_ms"] for r in results)
     total["admit_s"] = round(max(r["admit_s"] or 0 for r in results), 2)
+    total["drain_s"] = max(r["drain_s"] for r in results)
     rtt = sorted(x for r in results for x in r["rtt_us"])
     total["rtt_ms"] = {q: (rtt[min(len(rtt) - 1, int(p * len(rtt)))] / 1000 if rtt else None)
                        for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}

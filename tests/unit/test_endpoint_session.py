@@ -334,3 +334,23 @@ def test_held_flows_follow_opens_closes_and_lost_homes():
     assert core.flows_held == 3
     core.association_gone(1, "peer closed", 0.2)
     assert core.flows_held == 1 == sum(len(s.flows) for s in core.sessions.values())
+
+
+def test_no_critical_copy_onto_the_path_the_first_copy_takes():
+    """Before the gateway says PATH, the kernel sends on the association's first address
+    (its primary by default): the copy must not go there too, nor anywhere for a home
+    with a single path (a copy on the same path is no second chance, only a duplicate)."""
+    core = many_homes(2)
+    for aid in (1, 2):
+        core.path_state(aid, (f"192.0.2.{aid}", 40000), PathState.ACTIVE, 0.0)
+    core.path_state(2, ("198.51.100.2", 40000), PathState.ACTIVE, 0.0)  # home 2: a second path
+    for aid in (1, 2):
+        data(core, aid, 1, 5)  # an alarm flow each
+    core.queues()
+    for aid in (1, 2):
+        core.receive_from_target(aid, 5, b"answer", 0.1)
+    q1 = list(core.sessions[1].queue)
+    q2 = list(core.sessions[2].queue)
+    assert [it.to for it in q1[-1:]] == [None] and len([it for it in q1 if it.critical]) == 1
+    copies = [it for it in q2 if it.critical]
+    assert len(copies) == 2 and copies[1].to == ("198.51.100.2", 40000)
