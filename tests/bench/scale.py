@@ -208,6 +208,12 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
                 kinds[f"{e['kind']}:{e['new']}"] = kinds.get(f"{e['kind']}:{e['new']}", 0) + 1
             print(f"  N={n}: endpoint events {kinds}; log tail:\n    "
                   + "\n    ".join(ep.log().strip().splitlines()[-8:]), flush=True)
+        # a relay that failed and restarted mid-run would explain datagrams its kernel
+        # took in but it never relayed: say so from its own log
+        bad = [ln for ln in ep.log().splitlines() if "ERROR" in ln or "Traceback" in ln or "internal error" in ln]
+        if bad:
+            print(f"  N={n}: {len(bad)} error line(s) in the endpoint's log, first: " + " | ".join(bad[:3]),
+                  flush=True)
         load_a = t_start + lg["admit_s"] + 1.0
         load_b = t_start + lg["admit_s"] + duration
         cpu, wall = sampler.window(load_a, load_b)
