@@ -8,7 +8,7 @@ gateway's policy ranks paths), de-duplication, PATH (follow the gateway's primar
 CLOSE, the admission timeout, and the account of every datagram not delivered.
 
 Inputs carry `now`; outputs are pulled after each input: `next_action()` (Tune, Abort,
-FollowPath, SampleAll, CloseTarget), each session's `queue`, `datagrams_to_deliver()`
+FollowPath, SamplePaths, CloseTarget), `queues()` (those pushed to), `datagrams_to_deliver()`
 (to targets), `next_event()`, `ledger.take()`, `status_updates()`, `get_timer()`.
 A changed config is applied in place (`reconfigure`): only the homes whose gateway
 section, key or service targets changed lose their association.
