@@ -8,7 +8,7 @@ gateway's policy ranks paths), de-duplication, PATH (follow the gateway's primar
 CLOSE, the admission timeout, and the account of every datagram not delivered.
 
 Inputs carry `now`; outputs are pulled after each input: `next_action()` (Tune, Abort,
-FollowPath, SampleAll, CloseTarget), each session's `queue`, `datagrams_to_deliver()`
+FollowPath, SamplePaths, CloseTarget), `queues()` (those pushed to), `datagrams_to_deliver()`
 (to targets), `next_event()`, `ledger.take()`, `status_updates()`, `get_timer()`.
 A changed config is applied in place (`reconfigure`): only the homes whose gateway
 section, key or service targets changed lose their association.
@@ -44,7 +44,13 @@ NOT_ADMITTED = "not admitted"  # the one reason REFUSED gives: the real one only
 # max_flows, or the process's fd budget, is used up by others.
 CRITICAL_RESERVE = 16
 REFUSE_ABORT_DELAY = 0.5  # s: let REFUSED reach the gateway before the ABORT
-SAMPLE_INTERVAL = 1.0  # s between path samples of admitted associations
+# Once per tick (s): idle flows expire and up to SAMPLE_BATCH admitted associations
+# have their paths read (srtt, cwnd for the panel), in turn; path *state* changes come
+# from the kernel's notifications at once. So per-tick work is O(homes) once a second,
+# and nothing per datagram depends on the number of homes (1,000 homes: each sampled
+# every ~16 s).
+SAMPLE_INTERVAL = 1.0
+SAMPLE_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,9 @@ class FollowPath:
 
 
 @dataclass(frozen=True)
-class SampleAll:
-    """Read every admitted association's paths and feed `path_sample`."""
+class SamplePaths:
+    """Read these admitted associations' paths and feed `path_sample`."""
+    assoc_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class CloseTarget:
     flow_id: int
 
 
-Action = Tune | Abort | FollowPath | SampleAll | CloseTarget
+Action = Tune | Abort | FollowPath | SamplePaths | CloseTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +126,16 @@ class EndpointCore(CoreOutputs):
         self.refusals = Refusals()
         self.shed = 0  # associations aborted at COMM_UP: too many pending
         self._pending: Counter[str] = Counter()  # source address -> sessions not yet admitted
+        # sessions not yet admitted, oldest first: admit_by = since + ADMISSION_TIMEOUT,
+        # so the first one is always the next to time out (O(1) timer, no scan)
+        self._unadmitted: dict[int, Session] = {}
+        self._dirty: dict[int, OutQueue] = {}  # queues pushed to since the last queues()
+        self.flows_held = 0  # flows (= target sockets) over all homes, for the fd budget
+        self._sample_turn = 0  # where the next SamplePaths batch starts
         self.abandoned = Abandoned()
         self.sessions: dict[int, Session] = {}
         self.by_gateway: dict[str, int] = {}
-        self._aborts: dict[int, float] = {}  # refused association -> when to ABORT it
+        self._aborts: dict[int, float] = {}  # refused association -> when to ABORT it (oldest first)
         self._status: dict[str, dict[str, Any]] = {}
         self._next_sample = now + SAMPLE_INTERVAL
         self._configure(cfg)
@@ -140,16 +153,29 @@ class EndpointCore(CoreOutputs):
         return out
 
     def queues(self) -> list[OutQueue]:
-        return [s.queue for s in self.sessions.values()]
+        """The queues pushed to since the last call (the driver flushes them; one the
+        socket cannot take yet it keeps and resumes itself). Not every session's: a
+        pump must not cost O(homes)."""
+        out = list(self._dirty.values())
+        self._dirty.clear()
+        return out
+
+    def _push(self, sess: Session, item: Outgoing, now: float) -> None:
+        sess.queue.push(item, now)
+        self._dirty[sess.assoc_id] = sess.queue
 
     def _event_sources(self) -> tuple[Any, ...]:
         return (self.ledger, self.refusals)
 
     def get_timer(self) -> float | None:
-        ts = [self.ledger.get_timer(), self.refusals.get_timer(), *self._aborts.values()]
-        for s in self.sessions.values():
-            ts += [s.admit_by, s.flows.get_timer() if s.flows is not None else None]
-        if any(s.gateway for s in self.sessions.values()):
+        # O(1): aborts and admission deadlines are a constant after their start, so
+        # the oldest is the first; flows expire on the tick (late by < SAMPLE_INTERVAL).
+        ts = [self.ledger.get_timer(), self.refusals.get_timer()]
+        if self._aborts:
+            ts.append(next(iter(self._aborts.values())))
+        if self._unadmitted:
+            ts.append(next(iter(self._unadmitted.values())).admit_by)
+        if self.by_gateway:
             ts.append(self._next_sample)
         return min((t for t in ts if t is not None), default=None)
 
@@ -173,9 +199,10 @@ class EndpointCore(CoreOutputs):
         sess = Session(assoc_id, self._nonce(wire.NONCE), now, OutQueue(self.main.queue, self.ledger),
                        admit_by=now + ADMISSION_TIMEOUT, source=src)
         self._pending[src] += 1
+        self._unadmitted[assoc_id] = sess
         self.sessions[assoc_id] = sess
         self._actions.append(Tune(assoc_id))
-        sess.queue.push(control(wire.encode_challenge(sess.challenge), assoc_id=assoc_id), now)
+        self._push(sess, control(wire.encode_challenge(sess.challenge), assoc_id=assoc_id), now)
 
     def association_gone(self, assoc_id: int, why: str, now: float) -> None:
         self._aborts.pop(assoc_id, None)
@@ -191,6 +218,7 @@ class EndpointCore(CoreOutputs):
     def _unpend(self, sess: Session) -> None:
         if sess.admit_by is not None:
             sess.admit_by = None
+            self._unadmitted.pop(sess.assoc_id, None)
             self._pending[sess.source] -= 1
             if self._pending[sess.source] <= 0:
                 del self._pending[sess.source]
@@ -198,20 +226,38 @@ class EndpointCore(CoreOutputs):
     def handle_timer(self, now: float) -> None:
         self.ledger.handle_timer(now)
         self.refusals.handle_timer(now)
-        for aid, at in list(self._aborts.items()):
-            if now >= at:
-                del self._aborts[aid]
-                self._actions.append(Abort(aid))
-        for sess in list(self.sessions.values()):
-            if sess.admit_by is not None and now >= sess.admit_by:
-                self._refuse(sess, "", sess.source, f"no HELLO within {ADMISSION_TIMEOUT:g} s", now)
-            elif sess.flows is not None:
-                for f in sess.flows.expire(now):
-                    self._actions.append(CloseTarget(sess.assoc_id, f.key))
+        while self._aborts:
+            aid, at = next(iter(self._aborts.items()))
+            if now < at:
+                break
+            del self._aborts[aid]
+            self._actions.append(Abort(aid))
+        while self._unadmitted:
+            sess = next(iter(self._unadmitted.values()))
+            if now < sess.admit_by:
+                break
+            self._refuse(sess, "", sess.source, f"no HELLO within {ADMISSION_TIMEOUT:g} s", now)
         if now >= self._next_sample:
             self._next_sample = now + SAMPLE_INTERVAL
-            if any(s.gateway for s in self.sessions.values()):
-                self._actions.append(SampleAll())
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        admitted = []
+        for sess in self.sessions.values():
+            if sess.flows is not None:
+                for f in sess.flows.expire(now):
+                    self._flow_closed(sess, f.key)
+            if sess.gateway is not None and sess.adm.admitted:
+                admitted.append(sess.assoc_id)
+        if admitted:
+            k = self._sample_turn % len(admitted)
+            batch = (admitted[k:] + admitted[:k])[:SAMPLE_BATCH]
+            self._sample_turn = k + len(batch)
+            self._actions.append(SamplePaths(tuple(batch)))
+
+    def _flow_closed(self, sess: Session, key: Hashable) -> None:
+        self.flows_held -= 1
+        self._actions.append(CloseTarget(sess.assoc_id, key))
 
     # -- messages from gateways ---------------------------------------------------------
 
@@ -247,7 +293,7 @@ class EndpointCore(CoreOutputs):
                 f = sess.flows.get(wire.decode_close(data)) if sess.flows else None
                 if f is not None:  # keyed by the gateway's flow id
                     sess.flows.close(f.id)
-                    self._actions.append(CloseTarget(assoc_id, f.key))
+                    self._flow_closed(sess, f.key)
         except wire.WireError:
             self.ledger.count(drops.MALFORMED)
 
@@ -272,8 +318,8 @@ class EndpointCore(CoreOutputs):
         sess.flows = FlowTable(self.main.max_flows + CRITICAL_RESERVE, self.main.flow_idle, n_streams=N_STREAMS)
         self.by_gateway[peer.name] = sess.assoc_id
         accepted = tuple(s is not None for s in sess.services)
-        sess.queue.push(control(wire.encode_welcome(peer.key, hello.nonce, sess.challenge, accepted),
-                                assoc_id=sess.assoc_id), now)
+        self._push(sess, control(wire.encode_welcome(peer.key, hello.nonce, sess.challenge, accepted),
+                                 assoc_id=sess.assoc_id), now)
         missing = [n for n, s in zip(hello.services, sess.services, strict=False) if s is None]
         self._events.append(Event(now, ASSOC, safe(peer.name, SUBJECT_LIMIT), "authenticating", "up",
                                   f"gateway {safe(peer.name, SUBJECT_LIMIT)} admitted from {where}"
@@ -284,7 +330,7 @@ class EndpointCore(CoreOutputs):
         # The wire says only NOT_ADMITTED (a scanner must not learn which ids exist);
         # `why` goes to the log and the summary event's counts.
         self.refusals.refused(gw_id, where, why, now)
-        sess.queue.push(control(wire.encode_refused(NOT_ADMITTED), assoc_id=sess.assoc_id), now)
+        self._push(sess, control(wire.encode_refused(NOT_ADMITTED), assoc_id=sess.assoc_id), now)
         sess.adm.to(Adm.CLOSED)
         self._unpend(sess)
         # The session stays until the ABORT so REFUSED still gets flushed; nothing it
@@ -299,7 +345,7 @@ class EndpointCore(CoreOutputs):
             why = f"{why} ({n} queued datagram{'s' if n != 1 else ''} lost)"
         if sess.flows is not None:
             for f in sess.flows.clear():
-                self._actions.append(CloseTarget(sess.assoc_id, f.key))
+                self._flow_closed(sess, f.key)
         if sess.gateway is not None:
             name = sess.gateway.name
             if self.by_gateway.get(name) == sess.assoc_id:
@@ -325,11 +371,14 @@ class EndpointCore(CoreOutputs):
             if reason is not None:
                 self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
                 return
-        flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
-                                      critical=bool(d.flags & wire.FLAG_CRITICAL))
-        if flow is None:
-            self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
-            return
+            flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
+                                          critical=bool(d.flags & wire.FLAG_CRITICAL))
+            if flow is None:
+                self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
+                return
+            self.flows_held += 1
+        else:
+            sess.flows.touch(flow.id, now)
         if not first_copy(flow, d):
             return
         flow.count_rx(len(d.payload))
@@ -349,8 +398,7 @@ class EndpointCore(CoreOutputs):
         elif len(sess.flows) - n_critical >= self.main.max_flows:
             return drops.FLOW_TABLE_FULL
         if self.fd_budget is not None:
-            held = sum(len(s.flows) for s in self.sessions.values() if s.flows is not None)
-            if held >= self.fd_budget - reserve:
+            if self.flows_held >= self.fd_budget - reserve:
                 return drops.FD_BUDGET
         return None
 
@@ -375,13 +423,15 @@ class EndpointCore(CoreOutputs):
         flow.count_tx(len(data))
         copy = None
         if flow.critical:
-            other = best_path(sess.paths, exclude=sess.primary[0] if sess.primary else None)
+            # until the gateway says PATH the kernel sends on the first address (its
+            # default primary): the copy goes elsewhere or nowhere
+            other = best_path(sess.paths, exclude=sess.primary[0] if sess.primary else sess.source)
             port = sess.primary[1] if sess.primary else sess.port
             copy = (other, port) if other is not None and port else None
         # the endpoint's table is keyed by the gateway's flow id: that is the id on the wire
         for item in data_messages(svc_index, flow.key, flow, data, svc.name, svc.ttl, flow.critical,
                                   copy, self.abandoned, assoc_id=assoc_id):
-            sess.queue.push(item, now)
+            self._push(sess, item, now)
 
     def target_failed(self, assoc_id: int, flow_id: int, reason: str, now: float) -> None:
         """The driver could not open or send to a flow's target."""

@@ -27,7 +27,7 @@ from haig.core.endpoint_session import (
     Delivery,
     EndpointCore,
     FollowPath,
-    SampleAll,
+    SamplePaths,
     Tune,
 )
 from haig.core.status import StatusModel
@@ -41,7 +41,8 @@ log = logging.getLogger("haig.endpoint")
 LISTEN_BACKLOG = 128
 DEFAULT_HB_MS = 1000  # heartbeat on every path towards a gateway, so an idle dead one is noticed
 TARGET_READ_BATCH = 64  # datagrams read from one target socket per wake-up
-FLOWS_STATUS_INTERVAL = 1.0
+FLOWS_STATUS_INTERVAL = 1.0  # s between flow-list snapshots for the status model ...
+FLOWS_PER_STATUS_SECOND = 1000  # ... stretched so building it costs O(1,000 flows) a second
 
 
 class Endpoint(RoleDriver):
@@ -54,6 +55,7 @@ class Endpoint(RoleDriver):
         self._targets: dict[tuple[int, int], socket.socket] = {}  # (assoc, gateway flow) -> UDP
         self._resolved: dict[str, tuple[str, int]] = {}
         self._next_flows = 0.0
+        self._pump_queued = False  # a pump is queued behind the target sockets' callbacks
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -155,7 +157,8 @@ class Endpoint(RoleDriver):
         now = self.clock.mono()
         self.core.handle_timer(now)
         if now >= self._next_flows:
-            self._next_flows = now + FLOWS_STATUS_INTERVAL
+            n = self.core.flows_held
+            self._next_flows = now + FLOWS_STATUS_INTERVAL * max(1.0, n / FLOWS_PER_STATUS_SECOND)
             self.status.set_flows(self.core.flows_view(now))
             self.status.set_admission(self.core.refusals.totals, self.core.shed, self.core.pending)
 
@@ -182,8 +185,8 @@ class Endpoint(RoleDriver):
                 log.warning("cannot follow the gateway's primary %s: %s", a.addr[0], e)
         elif isinstance(a, CloseTarget):
             self._close_target(a.assoc_id, a.flow_id)
-        elif isinstance(a, SampleAll):
-            self._sample()
+        elif isinstance(a, SamplePaths):
+            self._sample(a.assoc_ids)
 
     def _on_item(self, it: sctp_driver.Item) -> None:
         now = self.clock.mono()
@@ -207,19 +210,17 @@ class Endpoint(RoleDriver):
             return None
         return str(addrs[0][0]) if addrs else None
 
-    def _sample(self) -> None:
+    def _sample(self, assoc_ids: tuple[int, ...]) -> None:
         now = self.clock.mono()
-        for sess in list(self.core.sessions.values()):
-            if sess.gateway is None:
-                continue
+        for aid in assoc_ids:
             try:
-                addrs = [a[:2] for a in self._wrapper.getpaddrs(sess.assoc_id)]
+                addrs = [a[:2] for a in self._wrapper.getpaddrs(aid)]
             except Exception:
                 continue
             for a in addrs:
-                got = sctp_driver.path_info(self.sctp.sock, sess.assoc_id, a)
+                got = sctp_driver.path_info(self.sctp.sock, aid, a)
                 if got is not None:
-                    self.core.path_sample(sess.assoc_id, a, got[0], got[1], now)
+                    self.core.path_sample(aid, a, got[0], got[1], now)
 
     # -- targets ------------------------------------------------------------------------
 
@@ -257,7 +258,21 @@ class Endpoint(RoleDriver):
                     return  # ICMP error from the target; nothing to relay
                 self.core.receive_from_target(key[0], key[1], data, now)
 
-        self.guard(read)
+        # No pump per target socket: with thousands of flows the loop wakes with many
+        # ready at once; one pump after all of them (queued behind their callbacks)
+        # sends what they queued. Nothing waits longer than this loop iteration.
+        was, self._in_pump = self._in_pump, True
+        try:
+            self.guard(read)
+        finally:
+            self._in_pump = was
+        if not self._pump_queued:
+            self._pump_queued = True
+            asyncio.get_running_loop().call_soon(self._queued_pump)
+
+    def _queued_pump(self) -> None:
+        self._pump_queued = False
+        self.guard(lambda: None)
 
     def _close_target(self, assoc_id: int, flow_id: int) -> None:
         s = self._targets.pop((assoc_id, flow_id), None)

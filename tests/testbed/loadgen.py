@@ -14,6 +14,14 @@ Modes (`--mode`):
 * unknown   — open N associations and say HELLO with ids the endpoint does not know.
 * flows     — admit home 0 and open `--flows` distinct flows from it (fd exhaustion).
 
+Sources: real homes come from many addresses, and the endpoint sheds more than
+PENDING_PER_SOURCE unadmitted associations per source address. With `--sources CIDR`
+(addresses the namespace holds, e.g. 10.220.0.0/16 added to its uplink by the bench)
+home i binds its association to the CIDR's (i+1)-th address before connecting, so the
+per-source cap applies per home and up to `--max-pending` are admitted at once; without
+it every home shares the namespace's address and at most the per-source cap is in
+admission at a time (the abuse modes open everything at once either way).
+
 Not the bottleneck by construction: one selector over all associations per process,
 telemetry paced by a 10 ms tick (1/10 of the homes send on each tick), `--procs` worker
 processes splitting the homes; each reports its own CPU time so the bench can show
@@ -24,6 +32,8 @@ Prints one JSON object on stdout at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import multiprocessing as mp
 import os
@@ -32,16 +42,18 @@ import selectors
 import socket
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from haig.adapters import sctp_io, sctp_opts
 from haig.core import wire
-from haig.core.endpoint_session import PENDING_PER_SOURCE
+from haig.core.endpoint_session import PENDING_MAX, PENDING_PER_SOURCE
 
 SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
 PAYLOAD = struct.Struct("!IIQ")  # home index, message number, send time (ns, monotonic)
 TICK = 0.01
+DRAIN_QUIET, DRAIN_MAX = 2.0, 30.0  # s: how the generator waits for the last replies
 
 
 def home_id(i: int) -> str:
@@ -75,6 +87,10 @@ class Stats:
     rtt_us: list[int] = field(default_factory=list)
     admit_s: float | None = None
     cpu_s: float = 0.0
+    drain_s: float = 0.0  # how long the last replies took to arrive after the sending ended
+    settled: int = 0  # homes whose admission has its answer (kept, not counted per loop)
+    retries: int = 0  # admissions tried again after a refusal or a lost association
+    to_retry: list = field(default_factory=list)  # homes refused/failed while admitting
 
 
 def _raise_nofile(n: int) -> None:
@@ -84,16 +100,42 @@ def _raise_nofile(n: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def _open(connect: tuple[str, int]) -> socket.socket:
+def source_of(sources: str | None, index: int) -> str | None:
+    """Home `index`'s own source address in the CIDR `sources` (None: the namespace's)."""
+    if not sources:
+        return None
+    net = ipaddress.ip_network(sources, strict=False)
+    if index + 1 >= net.num_addresses - 1:
+        raise ValueError(f"--sources {sources} has no address for home {index}")
+    return str(net[index + 1])
+
+
+def _open(connect: tuple[str, int], source: str | None = None) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     sctp_opts.set_initmsg(s, 16, 16)
     sctp_opts.set_nodelay(s)  # as the gateway does: no Nagle-style hold of small messages
     s.setblocking(False)
+    if source is not None:
+        s.bind((source, 0))  # one address per home: its INIT lists only this one
     try:
         s.connect(connect)
     except BlockingIOError:
         pass
     return s
+
+
+def _set(h: Home, state: str, mode: str, st: Stats) -> None:
+    was = h.state
+    h.state = state
+    if state in settled_states(mode) and was not in settled_states(mode):
+        st.settled += 1
+        if state in ("refused", "failed"):
+            st.to_retry.append(h)
+
+
+def settled_states(mode: str) -> tuple[str, ...]:
+    """States in which a home's admission has its answer (unauth: its CHALLENGE)."""
+    return ("challenged", "refused", "failed") if mode == "unauth" else ("admitted", "refused", "failed")
 
 
 def _on_message(h: Home, msg: bytes, mode: str, st: Stats, now_ns: int) -> None:
@@ -104,18 +146,18 @@ def _on_message(h: Home, msg: bytes, mode: str, st: Stats, now_ns: int) -> None:
     if typ == wire.CHALLENGE and h.state == "connecting":
         challenge = wire.decode_challenge(msg)
         if mode == "unauth":
-            h.state = "challenged"
+            _set(h, "challenged", mode, st)
             return
         gw = home_id(h.index) if mode != "unknown" else f"nobody-{os.getpid()}-{h.index}"
         h.nonce = os.urandom(wire.NONCE)
         hello = wire.encode_hello(home_key(h.index), challenge, gw, h.nonce, SERVICES)
         sctp_io.send(h.sock, hello, stream=0, unordered=False)
-        h.state = "challenged"
+        _set(h, "challenged", mode, st)
     elif typ == wire.WELCOME:
-        h.state = "admitted"
+        _set(h, "admitted", mode, st)
         st.admitted += 1
     elif typ == wire.REFUSED:
-        h.state = "refused"
+        _set(h, "refused", mode, st)
         st.refused += 1
     elif typ == wire.DATA:
         d = wire.decode_data(msg)
@@ -150,33 +192,54 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     connect = (args.host, args.port)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    todo = list(indices)
-    # Real homes come from many addresses; these all come from one, and the endpoint
-    # sheds more than PENDING_PER_SOURCE unadmitted associations per address. So the
-    # admitted modes keep at most that many (shared by the workers) in admission at
-    # once; the abuse modes (unauth, unknown) open everything at once, as an attacker would.
+    todo = deque(indices)
+    # The endpoint sheds unadmitted associations past PENDING_PER_SOURCE per source
+    # address and PENDING_MAX in all: the admitted modes keep within both (shared by
+    # the workers); the abuse modes (unauth, unknown) open everything at once, as an
+    # attacker would.
     abuse = args.mode in ("unauth", "unknown")
-    max_pending = len(todo) if abuse else (args.max_pending or max(1, PENDING_PER_SOURCE // max(1, args.procs)))
-    # Admission phase: until every home has its answer (unauth: its CHALLENGE).
-    settled = ("challenged", "refused", "failed") if args.mode == "unauth" else ("admitted", "refused", "failed")
+    # With one address per home, PENDING_MAX // 8 (32) in flight keeps the endpoint
+    # busy; more only stretches each one's round trip past its 3-s HELLO deadline when
+    # the CPU is short (the emulator).
+    cap = PENDING_MAX // 8 if args.sources else PENDING_PER_SOURCE
+    max_pending = len(todo) if abuse else (args.max_pending or max(1, cap // max(1, args.procs)))
+    # Admission phase: until every home has its answer (unauth: its CHALLENGE). A home
+    # refused or cut off (shed, HELLO too late under load) tries again later, up to
+    # --retries times, as a gateway does with its back-off; the abuse modes never do.
     admit_deadline = t0 + args.admit_timeout
+    attempts: dict[int, int] = {}
     while time.monotonic() < admit_deadline:
-        in_admission = sum(1 for h in homes.values() if h.state not in settled)
-        while todo and in_admission < max_pending:
+        for h in st.to_retry:
+            if abuse or attempts.get(h.index, 0) >= args.retries:
+                continue
+            attempts[h.index] = attempts.get(h.index, 0) + 1
+            if h.state == "refused":
+                st.refused -= 1
+            else:
+                st.failed -= 1
+            st.settled -= 1
+            st.retries += 1
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(h.sock)
+            homes.pop(h.sock.fileno(), None)
+            h.sock.close()
+            todo.append(h.index)  # at the back: the others go first
+        st.to_retry.clear()
+        while todo and len(homes) - st.settled < max_pending:
+            i = todo.popleft()
             try:
-                s = _open(connect)
+                s = _open(connect, source_of(args.sources, i))
             except OSError:
                 st.failed += 1
-                todo.pop(0)
                 continue
-            h = Home(todo.pop(0), s)
+            h = Home(i, s)
             homes[s.fileno()] = h
             sel.register(s, selectors.EVENT_READ)
-            in_admission += 1
         _poll(sel, homes, args.mode, st, 0.05)
-        if not todo and sum(1 for h in homes.values() if h.state in settled) >= len(homes):
+        if not todo and st.settled >= len(homes):
             break
     st.admit_s = time.monotonic() - t0
+    st.to_retry.clear()
     # Load phase
     end = time.monotonic() + args.duration
     tick = 0
@@ -203,14 +266,22 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
             tick += 1
             next_tick += TICK
         _poll(sel, homes, args.mode, st, max(0.0, next_tick - time.monotonic()))
-    # drain replies in flight
-    drain_end = time.monotonic() + 1.0
-    while time.monotonic() < drain_end:
+    # Drain the replies in flight before closing (a reply arriving after the close is a
+    # drop the endpoint counts, no_association, which would be the generator's doing):
+    # until none came for DRAIN_QUIET s — round trips are seconds under emulation —
+    # and at most DRAIN_MAX s.
+    t_drain = time.monotonic()
+    quiet_until, hard_end, seen = t_drain + DRAIN_QUIET, t_drain + DRAIN_MAX, st.replies
+    while time.monotonic() < min(quiet_until, hard_end):
         _poll(sel, homes, args.mode, st, 0.05)
+        if st.replies != seen:
+            seen, quiet_until = st.replies, time.monotonic() + DRAIN_QUIET
+    st.drain_s = round(time.monotonic() - t_drain, 1)
     st.cpu_s = time.process_time() - cpu0
     for h in homes.values():
         h.sock.close()
     d = st.__dict__.copy()
+    del d["to_retry"]
     d["flows_opened"] = flows_opened
     d["max_lag_ms"] = round(max_lag * 1000, 1)
     out.send(d)
@@ -227,7 +298,7 @@ def _poll(sel: selectors.BaseSelector, homes: dict[int, Home], mode: str, st: St
                 item = sctp_io.receive(h.sock)
             except OSError:
                 if h.state not in ("failed", "refused"):
-                    h.state = "failed"
+                    _set(h, "failed", mode, st)
                     st.failed += 1
                 sel.unregister(h.sock)
                 break
@@ -236,7 +307,7 @@ def _poll(sel: selectors.BaseSelector, homes: dict[int, Home], mode: str, st: St
             if isinstance(item, sctp_io.Received):
                 if not item.data:  # EOF: the endpoint ended the association
                     if h.state not in ("failed", "refused"):
-                        h.state = "failed"
+                        _set(h, "failed", mode, st)
                         st.failed += 1
                     sel.unregister(h.sock)
                     break
@@ -258,12 +329,13 @@ def run(args: argparse.Namespace) -> dict:
     for p in workers:
         p.join()
     total: dict = {"homes": args.homes, "mode": args.mode, "procs": procs, "duration_s": args.duration}
-    for k in ("admitted", "refused", "failed", "sent", "alarms_sent", "send_blocked", "replies",
+    for k in ("admitted", "refused", "failed", "retries", "sent", "alarms_sent", "send_blocked", "replies",
               "alarm_replies", "flows_opened"):
         total[k] = sum(r[k] for r in results)
     total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
     total["max_lag_ms"] = max(r["max_lag_ms"] for r in results)
     total["admit_s"] = round(max(r["admit_s"] or 0 for r in results), 2)
+    total["drain_s"] = max(r["drain_s"] for r in results)
     rtt = sorted(x for r in results for x in r["rtt_us"])
     total["rtt_ms"] = {q: (rtt[min(len(rtt) - 1, int(p * len(rtt)))] / 1000 if rtt else None)
                        for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
@@ -306,8 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flows", type=int, default=1100)
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--admit-timeout", type=float, default=120.0)
+    ap.add_argument("--retries", type=int, default=5,
+                    help="admission attempts again per home after a refusal or lost association")
+    ap.add_argument("--sources", help="CIDR of source addresses, one per home (the namespace must hold them)")
     ap.add_argument("--max-pending", type=int, default=0,
-                    help="associations in admission at once per worker (0: the endpoint's per-source cap / procs)")
+                    help="associations in admission at once per worker (0: the endpoint's per-source cap"
+                         " / procs; with --sources an eighth of its global cap / procs)")
     args = ap.parse_args(argv)
     if args.echo:
         echo([(h, int(p)) for h, _, p in (x.rpartition(":") for x in args.echo.split(","))])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from haig.adapters import sctp_io
 from haig.config.model import Peer, Service
 from haig.core import drops, wire
@@ -16,6 +18,8 @@ from haig.core.endpoint_session import (
     NOT_ADMITTED,
     PENDING_MAX,
     PENDING_PER_SOURCE,
+    SAMPLE_BATCH,
+    SAMPLE_INTERVAL,
     EndpointCore,
 )
 from haig.core.refusals import REFUSAL_EVENT_INTERVAL
@@ -267,3 +271,86 @@ def test_critical_datagram_evicts_a_queued_non_critical_one():
         assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
     assert not q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)  # only critical left
     assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL, "telemetry") == 4
+
+
+def many_homes(n: int) -> EndpointCore:
+    cfg = endpoint_config(peers=tuple(Peer(f"h{i}", KEY) for i in range(1, n + 1)),
+                          svcs=(services()[0], Service("alarm", target="10.2.0.3:7001", critical=True)))
+    core = EndpointCore(cfg, 0.0, nonce=lambda n: b"c" * n)
+    for i in range(1, n + 1):
+        admit(core, i, f"h{i}")
+    return core
+
+
+def test_a_pump_hands_out_only_the_queues_pushed_to():
+    core = many_homes(50)
+    assert len(core.queues()) == 50  # each got its CHALLENGE and WELCOME
+    assert core.queues() == []  # nothing new: no O(homes) walk per pump
+    core.receive_from_target(7, 1, b"x", 0.1)  # no such flow yet: nothing queued
+    data(core, 7, 0, 1, 0.1)
+    core.receive_from_target(7, 1, b"reply", 0.2)
+    assert core.queues() == [core.sessions[7].queue]
+
+
+def test_flows_expire_on_the_tick_and_the_timer_is_not_the_flows():
+    core = many_homes(3)
+    idle = core.main.flow_idle
+    for aid in (1, 2, 3):
+        data(core, aid, 0, 1, 0.0)
+    assert core.flows_held == 3
+    assert core.get_timer() == pytest.approx(SAMPLE_INTERVAL)  # the tick, not a flow deadline
+    data(core, 2, 0, 1, idle / 2)  # home 2's flow stays busy
+    list(iter(core.next_action, None))
+    t = 0.0
+    while t < idle + SAMPLE_INTERVAL:
+        t = core.get_timer()
+        core.handle_timer(t)
+    closed = [(a.assoc_id, a.flow_id) for a in iter(core.next_action, None) if type(a).__name__ == "CloseTarget"]
+    assert sorted(closed) == [(1, 1), (3, 1)] and core.flows_held == 1
+    assert t - idle <= SAMPLE_INTERVAL + 1e-9  # late by less than one tick
+
+
+def test_path_samples_are_batched_and_reach_every_home_in_turn():
+    n = SAMPLE_BATCH * 2 + 5
+    core = many_homes(n)
+    seen: list[int] = []
+    t = 0.0
+    for _ in range(3):
+        t = core.get_timer()
+        core.handle_timer(t)
+        batches = [a for a in iter(core.next_action, None) if type(a).__name__ == "SamplePaths"]
+        assert len(batches) == 1 and len(batches[0].assoc_ids) <= SAMPLE_BATCH
+        seen += batches[0].assoc_ids
+    assert set(seen) == set(range(1, n + 1))
+
+
+def test_held_flows_follow_opens_closes_and_lost_homes():
+    core = many_homes(2)
+    for fid in (1, 2, 3):
+        data(core, 1, 0, fid)
+    data(core, 2, 1, 9)
+    assert core.flows_held == 4
+    core.receive_message(1, wire.encode_close(2), ("192.0.2.1", 40000), 0, 0.1)
+    assert core.flows_held == 3
+    core.association_gone(1, "peer closed", 0.2)
+    assert core.flows_held == 1 == sum(len(s.flows) for s in core.sessions.values())
+
+
+def test_no_critical_copy_onto_the_path_the_first_copy_takes():
+    """Before the gateway says PATH, the kernel sends on the association's first address
+    (its primary by default): the copy must not go there too, nor anywhere for a home
+    with a single path (a copy on the same path is no second chance, only a duplicate)."""
+    core = many_homes(2)
+    for aid in (1, 2):
+        core.path_state(aid, (f"192.0.2.{aid}", 40000), PathState.ACTIVE, 0.0)
+    core.path_state(2, ("198.51.100.2", 40000), PathState.ACTIVE, 0.0)  # home 2: a second path
+    for aid in (1, 2):
+        data(core, aid, 1, 5)  # an alarm flow each
+    core.queues()
+    for aid in (1, 2):
+        core.receive_from_target(aid, 5, b"answer", 0.1)
+    q1 = list(core.sessions[1].queue)
+    q2 = list(core.sessions[2].queue)
+    assert [it.to for it in q1[-1:]] == [None] and len([it for it in q1 if it.critical]) == 1
+    copies = [it for it in q2 if it.critical]
+    assert len(copies) == 2 and copies[1].to == ("198.51.100.2", 40000)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
+import pytest
+
 from haig.config.loader import load_config
 from haig.core import wire
 from tests.bench.scale import endpoint_conf
@@ -33,3 +35,13 @@ def test_loadgen_hello_passes_the_endpoint_check():
     hello = wire.decode_hello(msg)
     assert hello.gateway_id == home_id(7) and wire.hello_ok(home_key(7), challenge, hello)
     assert not wire.hello_ok(home_key(8), challenge, hello)
+
+
+def test_each_home_gets_its_own_source_address():
+    from tests.testbed.loadgen import source_of
+
+    assert source_of(None, 5) is None
+    addrs = [source_of("10.220.0.0/16", i) for i in range(1000)]
+    assert addrs[0] == "10.220.0.1" and addrs[999] == "10.220.3.232" and len(set(addrs)) == 1000
+    with pytest.raises(ValueError, match="no address for home 2"):
+        source_of("10.220.0.0/30", 2)

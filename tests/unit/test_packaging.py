@@ -84,3 +84,30 @@ def test_unit_exposure_is_low():
     assert last, r.stdout[-2000:] + r.stderr[-2000:]
     score = float(last[0].split("haig.service:")[1].split()[0])
     assert score <= 2.0, last[0]
+
+
+def test_template_unit_is_the_service_with_the_instance_name():
+    """haig@<name>.service (one endpoint per shard of homes) must not drift from
+    haig.service: the same directives but for the config, description and log name."""
+    template = UNIT.with_name("haig@.service")
+
+    def directives(path: Path) -> list[str]:
+        return [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+
+    per_instance = {"ExecStart=/opt/haig/bin/haig run -c /etc/haig/%i.conf", "SyslogIdentifier=haig-%i",
+                    "Description=haig endpoint %i: UDP relay for home gateways over multihomed SCTP"}
+    t = directives(template)
+    assert per_instance <= set(t)
+    base = [ln.replace("haig endpoint:", "haig endpoint %i:").replace("/etc/haig/haig.conf", "/etc/haig/%i.conf")
+            .replace("SyslogIdentifier=haig", "SyslogIdentifier=haig-%i") for ln in directives(UNIT)]
+    assert t == base
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (apt install systemd)")
+def test_template_unit_verifies_as_an_instance(installed, tmp_path):
+    unit = tmp_path / "haig@shard1.service"
+    unit.write_text(UNIT.with_name("haig@.service").read_text().replace("/opt/haig/bin/haig",
+                                                                         str(installed / "bin" / "haig")))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (r.stdout + r.stderr).splitlines() if line.strip() and "haig@" in line]
+    assert r.returncode == 0 and not problems, r.stdout + r.stderr
