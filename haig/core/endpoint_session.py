@@ -78,7 +78,7 @@ class CloseTarget:
 Action = Tune | Abort | FollowPath | SampleAll | CloseTarget
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Delivery:
     assoc_id: int
     flow_id: int

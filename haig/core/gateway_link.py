@@ -67,7 +67,7 @@ class Sample:
 Action = Connect | Disconnect | Sample | SetPrimary | SetHeartbeat
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Delivery:
     service: int  # index of the listening service
     client: Hashable  # the client's UDP address

@@ -137,21 +137,21 @@ class SctpDriver:
     # -- receive ------------------------------------------------------------------------
 
     def _readable(self) -> None:
+        receive, sock, on_item = sctp_io.receive, self.sock, self._on_item
         for _ in range(READ_BATCH):
             if self.closed:
                 return
             try:
-                got = sctp_io.receive(self.sock)
+                got = receive(sock)
             except OSError as e:
-                self._on_item(AssocGone(0, f"receive failed: {e}"))
+                on_item(AssocGone(0, f"receive failed: {e}"))
                 break
             if got is None:
                 break
-            item = got if isinstance(got, Received) else translate(got)
-            if isinstance(item, Received) and not item.data:
-                item = AssocGone(item.assoc_id, "peer closed the association")
-            if item is not None:
-                self._on_item(item)
+            if type(got) is Received:
+                on_item(got if got.data else AssocGone(got.assoc_id, "peer closed the association"))
+            elif (item := translate(got)) is not None:
+                on_item(item)
         self._on_drained()
 
     # -- send ---------------------------------------------------------------------------

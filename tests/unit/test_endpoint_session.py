@@ -260,7 +260,7 @@ def test_critical_datagram_evicts_a_queued_non_critical_one():
     for i in range(3):
         assert q.push(Outgoing(b"t%d" % i, 1, service="telemetry"), 0.0)
     assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
-    assert [it.data for it in q] == [b"t1", b"t2", b"alarm"] and q.evicted == 1
+    assert [it.data for it in q] == [b"alarm", b"t1", b"t2"] and q.evicted == 1  # critical served first
     assert ledger.total(drops.QUEUE_FULL, "telemetry") == 1 and ledger.total(drops.QUEUE_FULL, "alarm") == 0
     assert not q.push(Outgoing(b"t3", 1, service="telemetry"), 0.0)  # non-critical: dropped itself
     for _ in range(2):

@@ -1,0 +1,113 @@
+"""The send queue's policy (haig.core.datapath.OutQueue): a bulk service fills and loses
+only its own share, quiet services keep theirs, critical DATA and control go first, and
+every datagram it refuses or pushes out is counted against its own service."""
+
+from __future__ import annotations
+
+from haig.core import drops
+from haig.core.datapath import Outgoing, OutQueue, control
+from haig.core.drops import DropLedger
+
+
+def data(svc: str, n: int, critical: bool = False) -> Outgoing:
+    return Outgoing(b"%s%d" % (svc.encode(), n), 1, 1000, service=svc, critical=critical)
+
+
+def drain(q: OutQueue) -> list[bytes]:
+    out = []
+    while (it := q.peek()) is not None:
+        assert q.pop() is it  # pop takes exactly what peek showed
+        out.append(it.data)
+    return out
+
+
+def test_bulk_overflow_never_costs_a_quiet_service_its_datagrams():
+    ledger = DropLedger()
+    q = OutQueue(8, ledger)
+    sent: list[bytes] = []
+    # the socket takes one message per step, the tunnel offers three, telemetry one in ten
+    for step in range(300):
+        for j in range(3):
+            q.push(data("openvpn", 3 * step + j), 0.0)
+        if step % 10 == 0:
+            assert q.push(data("ecg", step), 0.0)
+        sent.append(q.pop().data)
+    sent += drain(q)
+    assert ledger.total(drops.QUEUE_FULL, "ecg") == 0
+    assert [d for d in sent if d.startswith(b"ecg")] == [b"ecg%d" % s for s in range(0, 300, 10)]
+    # every datagram accounted for: sent, or refused/pushed out and counted
+    assert len(sent) + ledger.total(drops.QUEUE_FULL, "openvpn") == 900 + 30
+
+
+def test_a_blocked_socket_leaves_each_service_its_share_of_the_bound():
+    ledger = DropLedger()
+    q = OutQueue(8, ledger)
+    for i in range(200):
+        q.push(data("openvpn", i), 0.0)
+        if i % 20 == 0:
+            q.push(data("ecg", i), 0.0)
+    got = drain(q)
+    assert sum(1 for d in got if d.startswith(b"ecg")) == 4  # half the bound: its fair share
+    assert len(got) + ledger.total(drops.QUEUE_FULL) == 200 + 10
+
+
+def test_a_service_at_the_longest_queue_is_refused_its_own_new_datagram():
+    ledger = DropLedger()
+    q = OutQueue(4, ledger)
+    for i in range(4):
+        q.push(data("bulk", i), 0.0)
+    assert not q.push(data("bulk", 4), 0.0)  # tail drop: it is the longest itself
+    assert q.push(data("ecg", 0), 0.0)  # another service pushes the bulk's oldest out
+    assert q.evicted == 1
+    assert ledger.total(drops.QUEUE_FULL, "bulk") == 2 and ledger.total(drops.QUEUE_FULL, "ecg") == 0
+    assert drain(q) == [b"bulk1", b"ecg0", b"bulk2", b"bulk3"]  # round robin
+
+
+def test_control_then_critical_then_round_robin_between_services():
+    q = OutQueue(100, DropLedger())
+    for i in range(3):
+        q.push(data("bulk", i), 0.0)
+    q.push(data("ecg", 0), 0.0)
+    q.push(data("alarm", 0, critical=True), 0.0)
+    q.push(control(b"ctl"), 0.0)
+    q.push(data("ecg", 1), 0.0)
+    assert drain(q) == [b"ctl", b"alarm0", b"bulk0", b"ecg0", b"bulk1", b"ecg1", b"bulk2"]
+    assert len(q) == 0 and q.peek() is None
+
+
+def test_critical_pushes_out_the_longest_non_critical_and_only_critical_refuses_critical():
+    ledger = DropLedger()
+    q = OutQueue(3, ledger)
+    q.push(data("ecg", 0), 0.0)
+    q.push(data("bulk", 0), 0.0)
+    q.push(data("bulk", 1), 0.0)
+    assert q.push(data("alarm", 0, critical=True), 0.0)
+    assert ledger.total(drops.QUEUE_FULL, "bulk") == 1  # the longest, not the quiet ecg
+    assert q.push(data("alarm", 1, critical=True), 0.0)
+    assert q.push(data("alarm", 2, critical=True), 0.0)
+    assert not q.push(data("alarm", 3, critical=True), 0.0)
+    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL) == 4
+    assert drain(q) == [b"alarm0", b"alarm1", b"alarm2"]
+
+
+def test_control_messages_are_never_refused_and_do_not_take_datagram_room():
+    ledger = DropLedger()
+    q = OutQueue(2, ledger)
+    q.push(data("ecg", 0), 0.0)
+    q.push(data("ecg", 1), 0.0)
+    for _ in range(5):
+        assert q.push(control(b"c"), 0.0)
+    assert len(q) == 7 and ledger.total() == 0
+
+
+def test_association_loss_counts_every_queued_datagram_once():
+    ledger = DropLedger()
+    q = OutQueue(10, ledger)
+    for i in range(3):
+        q.push(data("bulk", i), 0.0)
+    q.push(data("alarm", 0, critical=True), 0.0)
+    q.push(control(b"c"), 0.0)
+    assert q.lose_all(0.0) == 4
+    assert ledger.total(drops.ASSOC_LOST, "bulk") == 3 and ledger.total(drops.ASSOC_LOST, "alarm") == 1
+    assert len(q) == 0 and q.peek() is None
+    assert q.push(data("bulk", 9), 0.0) and drain(q) == [b"bulk9"]
