@@ -16,7 +16,22 @@ from haig.core import drops, wire
 from haig.core.drops import DropLedger
 from haig.core.flows import Flow
 
+# Streams by class, so the kernel's priority scheduler (SCTP_SS_PRIO) sends the way
+# OutQueue does: control on stream 0, critical services' DATA on stream 1, every other
+# service on a stream of its own from 2 up (shared past n_streams). Both ends use the
+# same plan; the endpoint answers a flow on the stream the gateway chose for it.
 CONTROL_STREAM = 0  # control messages: reliable and ordered on stream 0
+CRITICAL_STREAM = 1
+PRIO_CONTROL, PRIO_CRITICAL, PRIO_DATA = 0, 1, 2  # lower is sent first
+
+
+def data_stream(service_index: int, critical: bool, n_streams: int) -> int:
+    """The stream a service's flows use (n_streams >= 3)."""
+    return CRITICAL_STREAM if critical else 2 + service_index % (n_streams - 2)
+
+
+def stream_priority(stream: int) -> int:
+    return PRIO_CONTROL if stream == CONTROL_STREAM else PRIO_CRITICAL if stream == CRITICAL_STREAM else PRIO_DATA
 
 
 @dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x

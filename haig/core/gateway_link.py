@@ -28,7 +28,15 @@ from haig.config.model import Config, Uplink
 from haig.core import drops, wire
 from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
-from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_messages, first_copy
+from haig.core.datapath import (
+    Abandoned,
+    Outgoing,
+    OutQueue,
+    control,
+    data_messages,
+    data_stream,
+    first_copy,
+)
 from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
@@ -36,7 +44,7 @@ from haig.core.outputs import CoreOutputs
 from haig.core.policy import PathPolicy, SetHeartbeat, SetPrimary
 from haig.core.states import AssocState, PathState
 
-N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
+N_STREAMS = 16  # SCTP streams: control, critical, then one per service (haig.core.datapath)
 SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
 ADMISSION_TIMEOUT = 10.0  # s from SCTP up to WELCOME before the attempt is given up
 # With every path unreachable (or its link down) for this long the association is given
@@ -358,7 +366,8 @@ class GatewayLink(CoreOutputs):
         if reason is not None:
             self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
             return
-        flow = self.flows.get_or_open((index, client), now, service=svc.name, critical=svc.critical)
+        flow = self.flows.get_or_open((index, client), now, stream=data_stream(index, svc.critical, N_STREAMS),
+                                      service=svc.name, critical=svc.critical)
         if flow is None:
             self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
             return

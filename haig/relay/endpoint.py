@@ -168,6 +168,7 @@ class Endpoint(RoleDriver):
                 sctp_opts.set_paddr_params(sock, a.assoc_id, None, DEFAULT_HB_MS, 0)
             except OSError as e:
                 log.warning("association %d: cannot tune: %s", a.assoc_id, e)
+            sctp_driver.prioritise_streams(sock, a.assoc_id, N_STREAMS)
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):

@@ -21,7 +21,7 @@ from typing import Any
 from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Main
 from haig.core import drops
-from haig.core.datapath import Outgoing, OutQueue
+from haig.core.datapath import Outgoing, OutQueue, stream_priority
 from haig.core.states import FROM_ADDR_CHANGE, FROM_PATH_INFO, PathState
 
 log = logging.getLogger("haig.sctp")
@@ -96,6 +96,22 @@ def tune_socket(raw: socket.socket, m: Main, n_streams: int, **initmsg: Any) -> 
     sctp_opts.set_delayed_sack(raw, 0, sctp_opts.sack_delay_for(m.rto_min))
     sctp_opts.set_nodelay(raw)
     sctp_io.subscribe(raw)
+
+
+def prioritise_streams(raw: socket.socket, assoc_id: int, n_streams: int) -> bool:
+    """The kernel sends by haig's stream plan too (haig.core.datapath): SCTP_SS_PRIO,
+    control stream first, then critical, then the services' streams taking turns, so a
+    bulk service's messages already in the kernel do not hold an alarm or telemetry
+    back. False (and FCFS stays) on a kernel without stream schedulers."""
+    try:
+        sctp_opts.set_stream_scheduler(raw, assoc_id, sctp_opts.SCTP_SS_PRIO)
+        for sid in range(n_streams):
+            sctp_opts.set_stream_priority(raw, assoc_id, sid, stream_priority(sid))
+    except OSError as e:
+        log.info("association %d: no stream priorities (%s): the kernel sends first come, first served",
+                 assoc_id, e)
+        return False
+    return True
 
 
 def tune_association(raw: socket.socket, assoc_id: int, m: Main) -> None:

@@ -67,7 +67,7 @@ class FakeSctp:
             raise BlockingIOError
         data, stream = self.inbox.popleft()
         info = sctp_io._RCVINFO.pack(stream, 0, 0, 0, 0, 0, 0, self.assoc_id)
-        return data, [(sctp_io.SOL_SCTP, sctp_io.SCTP_RCVINFO, info)], socket.MSG_EOR, self.from_addr
+        return data, [(sctp_io.SOL_SCTP, sctp_io.SCTP_RCVINFO, info)], int(socket.MSG_EOR), self.from_addr
 
     def close(self) -> None:
         for s in self._pair:

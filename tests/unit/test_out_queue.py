@@ -111,3 +111,28 @@ def test_association_loss_counts_every_queued_datagram_once():
     assert ledger.total(drops.ASSOC_LOST, "bulk") == 3 and ledger.total(drops.ASSOC_LOST, "alarm") == 1
     assert len(q) == 0 and q.peek() is None
     assert q.push(data("bulk", 9), 0.0) and drain(q) == [b"bulk9"]
+
+
+def test_stream_plan_puts_control_critical_and_each_service_apart():
+    from haig.core.datapath import CONTROL_STREAM, CRITICAL_STREAM, data_stream, stream_priority
+
+    assert data_stream(0, True, 16) == data_stream(5, True, 16) == CRITICAL_STREAM
+    assert [data_stream(i, False, 16) for i in range(3)] == [2, 3, 4]
+    assert data_stream(14, False, 16) == 2  # past the streams: shared, never 0 or 1
+    assert stream_priority(CONTROL_STREAM) < stream_priority(CRITICAL_STREAM) < stream_priority(2)
+    assert len({stream_priority(s) for s in range(2, 16)}) == 1  # services take turns
+
+
+def test_gateway_flows_use_their_service_stream_and_the_endpoint_answers_on_it():
+    from haig.core.datapath import CRITICAL_STREAM
+    from tests.unit.relay_bench import CLIENT, Bench, endpoint_config, gateway_config
+
+    for critical, stream in ((False, 2), (True, CRITICAL_STREAM)):
+        b = Bench(gw_cfg=gateway_config(critical=critical), ep_cfg=endpoint_config(critical=critical))
+        b.run_until(0.0)
+        b.gw.receive_datagram(0, CLIENT, b"x", b.now)
+        assert {it.stream for it in b.gw.queue if it.is_data} == {stream}
+        b.pump()
+        b.target_replies(b"back")
+        flow = next(iter(b.ep.sessions.values())).flows
+        assert {f.stream for f in flow} == {stream}
