@@ -29,7 +29,7 @@ from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_mess
 from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import Flow, FlowTable
-from haig.core.outputs import CoreOutputs
+from haig.core.outputs import CoreOutputs, earliest
 from haig.core.refusals import SUBJECT_LIMIT, Refusals
 from haig.core.states import AssocState, PathState, best_path
 from haig.surfaces.logsafe import safe
@@ -146,12 +146,12 @@ class EndpointCore(CoreOutputs):
         return (self.ledger, self.refusals)
 
     def get_timer(self) -> float | None:
-        ts = [self.ledger.get_timer(), self.refusals.get_timer(), *self._aborts.values()]
+        best = earliest(self.ledger.get_timer(), self.refusals.get_timer(), *self._aborts.values())
+        sampling = False
         for s in self.sessions.values():
-            ts += [s.admit_by, s.flows.get_timer() if s.flows is not None else None]
-        if any(s.gateway for s in self.sessions.values()):
-            ts.append(self._next_sample)
-        return min((t for t in ts if t is not None), default=None)
+            best = earliest(best, s.admit_by, s.flows.get_timer() if s.flows is not None else None)
+            sampling = sampling or s.gateway is not None
+        return earliest(best, self._next_sample) if sampling else best
 
     # -- association lifecycle ----------------------------------------------------------
 
@@ -320,16 +320,18 @@ class EndpointCore(CoreOutputs):
             self.ledger.count(drops.NO_TARGET, name)
             return
         flow = sess.flows.get(d.flow_id)
-        if flow is None:
+        if flow is not None:
+            sess.flows.seen(flow, now)
+        else:
             reason = self._no_room(sess, svc)
             if reason is not None:
                 self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
                 return
-        flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
-                                      critical=bool(d.flags & wire.FLAG_CRITICAL))
-        if flow is None:
-            self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
-            return
+            flow = sess.flows.get_or_open(d.flow_id, now, stream=stream, service=svc.name,
+                                          critical=bool(d.flags & wire.FLAG_CRITICAL))
+            if flow is None:
+                self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
+                return
         if not first_copy(flow, d):
             return
         flow.count_rx(len(d.payload))
@@ -368,7 +370,7 @@ class EndpointCore(CoreOutputs):
         if svc is None:
             self.ledger.count(drops.NO_TARGET, flow.service)
             return
-        sess.flows.touch(flow.id, now)
+        sess.flows.seen(flow, now)
         if len(data) > self.main.max_datagram:
             self.ledger.count(drops.OVERSIZED, svc.name, critical=svc.critical, now=now)
             return

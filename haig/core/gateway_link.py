@@ -40,7 +40,7 @@ from haig.core.datapath import (
 from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
-from haig.core.outputs import CoreOutputs
+from haig.core.outputs import CoreOutputs, earliest
 from haig.core.policy import PathPolicy, SetHeartbeat, SetPrimary
 from haig.core.states import AssocState, PathState
 
@@ -125,10 +125,9 @@ class GatewayLink(CoreOutputs):
         return (self.policy, self.ledger)
 
     def get_timer(self) -> float | None:
-        ts = [self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
-              self._admit_by, self._dead_by, self._next_sample,
-              None if self._connecting else self._retry_at]
-        return min((t for t in ts if t is not None), default=None)
+        return earliest(self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
+                        self._admit_by, self._dead_by, self._next_sample,
+                        None if self._connecting else self._retry_at)
 
     @property
     def admitted(self) -> bool:
@@ -348,7 +347,7 @@ class GatewayLink(CoreOutputs):
             return
         if not first_copy(flow, d):
             return  # the other path's copy already arrived
-        self.flows.touch(flow.id, now)
+        self.flows.seen(flow, now)
         flow.count_tx(len(d.payload))
         self._deliver.append(Delivery(d.service, flow.key[1], d.payload))
 

@@ -380,6 +380,8 @@ class Gateway(RoleDriver):
             t[3] += 1
 
     def _flush_traffic(self) -> None:
+        if not self._traffic:
+            return
         for name, t in self._traffic.items():
             if t[1]:
                 self.status.count_uplink(name, "rx", t[0], t[1])

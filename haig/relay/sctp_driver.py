@@ -259,7 +259,11 @@ class CoreTimer:
         self._at: float | None = None
 
     def arm(self, deadline: float | None) -> None:
-        if deadline == self._at and self._handle is not None:
+        # A later deadline keeps the armed (earlier) timer: it fires a little early, the
+        # core finds nothing due and the pump re-arms. Re-arming on every move would
+        # cost a cancelled TimerHandle per datagram (a flow's idle deadline moves with
+        # each one it carries).
+        if self._handle is not None and deadline is not None and self._at is not None and self._at <= deadline:
             return
         self.cancel()
         if deadline is None:
