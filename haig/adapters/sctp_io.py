@@ -69,15 +69,21 @@ def send(sock: socket.socket, data: bytes, *, stream: int = 0, unordered: bool =
         flags |= SCTP_ADDR_OVER
     if abort:
         flags |= SCTP_ABORT
+    anc = ancillary(stream, flags, ttl_ms, assoc_id)
+    if to is not None:
+        return sock.sendmsg([data], anc, 0, to)
+    return sock.sendmsg([data], anc)
+
+
+def ancillary(stream: int, flags: int, ttl_ms: int, assoc_id: int) -> list:
+    """The SNDRCV cmsg list for sendmsg, built once per combination."""
     key = (stream, flags, ttl_ms, assoc_id)
     anc = _ANC.get(key)
     if anc is None:
         if len(_ANC) >= _ANC_MAX:
             _ANC.clear()
         anc = _ANC[key] = [(SOL_SCTP, SCTP_SNDRCV, _SNDRCV.pack(stream, 0, flags, 0, 0, ttl_ms, 0, 0, assoc_id))]
-    if to is not None:
-        return sock.sendmsg([data], anc, 0, to)
-    return sock.sendmsg([data], anc)
+    return anc
 
 
 # The ancillary data of a send depends on a few values only (stream, flags, lifetime,
