@@ -60,11 +60,13 @@ class OutQueue:
     services' DATA, round robin between the services of a class (one message each), so
     a busy service never holds a quiet one back for more than a message per service.
 
-    At most `limit` DATA messages in all. When full, the datagram dropped (queue_full)
-    is the oldest of the longest non-critical service queue (fq_codel's choice), so a
-    bulk service fills and loses only its own share; a datagram of that longest service
-    itself is refused instead (tail drop). A critical datagram may push out any
-    non-critical one; only a queue of nothing but critical DATA refuses a critical one."""
+    `limit` DATA messages per service with something queued (a service may use an idle
+    one's room). When full, the datagram dropped (queue_full) is the oldest of the
+    longest non-critical service queue (fq_codel's choice), so a bulk service fills and
+    loses only its own share and every other service keeps at least `limit`; a datagram
+    of that longest service itself is refused instead (tail drop). A critical datagram
+    may push out any non-critical one; only a queue of nothing but critical DATA refuses
+    a critical one."""
 
     def __init__(self, limit: int, ledger: DropLedger) -> None:
         self.limit, self.ledger = limit, ledger
@@ -89,13 +91,14 @@ class OutQueue:
             self._control.append(item)
             return True
         key = (item.critical, item.service)
-        if self._data >= self.limit:
+        q = self._by_service.get(key)
+        active = len(self._turn[0]) + len(self._turn[1]) + (not q)
+        if self._data >= self.limit * active:
             victim = self._longest(key)
             if victim is None:
                 self.ledger.count(drops.QUEUE_FULL, item.service, critical=item.critical, now=now)
                 return False
             self._evict(victim, now)
-        q = self._by_service.get(key)
         if q is None:
             q = self._by_service[key] = deque()
         if not q:

@@ -21,7 +21,7 @@ from typing import Any
 from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Main
 from haig.core import drops
-from haig.core.datapath import Outgoing, OutQueue, stream_priority
+from haig.core.datapath import CRITICAL_STREAM, Outgoing, OutQueue, stream_priority
 from haig.core.states import FROM_ADDR_CHANGE, FROM_PATH_INFO, PathState
 
 log = logging.getLogger("haig.sctp")
@@ -105,12 +105,17 @@ def prioritise_streams(raw: socket.socket, assoc_id: int, n_streams: int) -> boo
     back. False (and FCFS stays) on a kernel without stream schedulers."""
     try:
         sctp_opts.set_stream_scheduler(raw, assoc_id, sctp_opts.SCTP_SS_PRIO)
-        for sid in range(n_streams):
-            sctp_opts.set_stream_priority(raw, assoc_id, sid, stream_priority(sid))
     except OSError as e:
         log.info("association %d: no stream priorities (%s): the kernel sends first come, first served",
                  assoc_id, e)
         return False
+    for sid in range(n_streams):
+        try:
+            sctp_opts.set_stream_priority(raw, assoc_id, sid, stream_priority(sid))
+        except OSError as e:  # EINVAL past the streams the peer granted: those are all
+            if sid <= CRITICAL_STREAM:
+                log.info("association %d: stream %d has no priority (%s)", assoc_id, sid, e)
+            break
     return True
 
 

@@ -47,20 +47,24 @@ def test_a_blocked_socket_leaves_each_service_its_share_of_the_bound():
         if i % 20 == 0:
             q.push(data("ecg", i), 0.0)
     got = drain(q)
-    assert sum(1 for d in got if d.startswith(b"ecg")) == 4  # half the bound: its fair share
+    assert sum(1 for d in got if d.startswith(b"ecg")) == 8  # its own `limit`, all it offered...
+    assert sum(1 for d in got if d.startswith(b"openvpn")) == 8  # ...and the bulk its own
+    assert ledger.total(drops.QUEUE_FULL, "ecg") == 2  # offered 10: its last 2 past its room
     assert len(got) + ledger.total(drops.QUEUE_FULL) == 200 + 10
 
 
 def test_a_service_at_the_longest_queue_is_refused_its_own_new_datagram():
     ledger = DropLedger()
-    q = OutQueue(4, ledger)
-    for i in range(4):
+    q = OutQueue(2, ledger)
+    for i in range(2):
         q.push(data("bulk", i), 0.0)
-    assert not q.push(data("bulk", 4), 0.0)  # tail drop: it is the longest itself
-    assert q.push(data("ecg", 0), 0.0)  # another service pushes the bulk's oldest out
+    assert not q.push(data("bulk", 2), 0.0)  # tail drop: it is the longest itself
+    assert q.push(data("ecg", 0), 0.0)  # a second service brings its own room...
+    assert q.push(data("bulk", 3), 0.0)  # ...which the bulk may use while ecg does not
+    assert q.push(data("ecg", 1), 0.0)  # until ecg wants it back: the bulk's oldest goes
     assert q.evicted == 1
     assert ledger.total(drops.QUEUE_FULL, "bulk") == 2 and ledger.total(drops.QUEUE_FULL, "ecg") == 0
-    assert drain(q) == [b"bulk1", b"ecg0", b"bulk2", b"bulk3"]  # round robin
+    assert drain(q) == [b"bulk1", b"ecg0", b"bulk3", b"ecg1"]  # round robin
 
 
 def test_control_then_critical_then_round_robin_between_services():
@@ -77,17 +81,18 @@ def test_control_then_critical_then_round_robin_between_services():
 
 def test_critical_pushes_out_the_longest_non_critical_and_only_critical_refuses_critical():
     ledger = DropLedger()
-    q = OutQueue(3, ledger)
+    q = OutQueue(2, ledger)
     q.push(data("ecg", 0), 0.0)
-    q.push(data("bulk", 0), 0.0)
-    q.push(data("bulk", 1), 0.0)
-    assert q.push(data("alarm", 0, critical=True), 0.0)
-    assert ledger.total(drops.QUEUE_FULL, "bulk") == 1  # the longest, not the quiet ecg
-    assert q.push(data("alarm", 1, critical=True), 0.0)
-    assert q.push(data("alarm", 2, critical=True), 0.0)
-    assert not q.push(data("alarm", 3, critical=True), 0.0)
-    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL) == 4
-    assert drain(q) == [b"alarm0", b"alarm1", b"alarm2"]
+    for i in range(3):
+        q.push(data("bulk", i), 0.0)  # room for 4 with two services: bulk takes 3
+    for i in range(3):  # alarm brings room for 2, then pushes the longest out
+        assert q.push(data("alarm", i, critical=True), 0.0)
+    assert ledger.total(drops.QUEUE_FULL, "bulk") == 1 and ledger.total(drops.QUEUE_FULL, "ecg") == 0
+    for i in range(3, 6):
+        assert q.push(data("alarm", i, critical=True), 0.0)
+    assert not q.push(data("alarm", 6, critical=True), 0.0)  # nothing but critical left
+    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL) == 5
+    assert drain(q) == [b"alarm%d" % i for i in range(6)]
 
 
 def test_control_messages_are_never_refused_and_do_not_take_datagram_room():
