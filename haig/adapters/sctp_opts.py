@@ -25,6 +25,8 @@ SCTP_GET_PEER_ADDR_INFO = 15
 SCTP_PEER_ADDR_THLDS_V2 = 37
 SCTP_EXPOSE_POTENTIALLY_FAILED_STATE = 131
 SCTP_REMOTE_UDP_ENCAPS_PORT = 132
+SCTP_STREAM_SCHEDULER, SCTP_STREAM_SCHEDULER_VALUE = 123, 124  # Linux >= 4.15
+SCTP_SS_FCFS, SCTP_SS_PRIO, SCTP_SS_RR = 0, 1, 2
 
 SPP_HB_ENABLE, SPP_HB_DISABLE, SPP_HB_DEMAND = 1, 2, 4
 PR_SCTP_TTL = 0x10  # sinfo_flags bit selecting the timed-reliability policy
@@ -151,6 +153,27 @@ def set_udp_encap(sock, assoc_id: int, addr: tuple[str, int] | None, udp_port: i
     """RFC 6951: carry this path (or all, addr None) inside UDP to udp_port; 0 = plain."""
     _set(sock, SCTP_REMOTE_UDP_ENCAPS_PORT,
          struct.pack("=i4x128sH6x", assoc_id, sockaddr(addr), socket.htons(udp_port)))
+
+
+def set_stream_scheduler(sock, assoc_id: int, scheduler: int) -> None:
+    """Which stream the kernel sends from next (struct sctp_assoc_value); assoc id 0 on a
+    one-to-many socket = the default of associations yet to come."""
+    _set(sock, SCTP_STREAM_SCHEDULER, struct.pack("=iI", assoc_id, scheduler))
+
+
+def get_stream_scheduler(sock, assoc_id: int) -> int:
+    return struct.unpack_from("=iI", _get(sock, SCTP_STREAM_SCHEDULER, struct.pack("=iI", assoc_id, 0)))[1]
+
+
+def set_stream_priority(sock, assoc_id: int, stream: int, prio: int) -> None:
+    """SCTP_SS_PRIO: a stream's priority, 0 first (struct sctp_stream_value); streams of
+    one priority take turns."""
+    _set(sock, SCTP_STREAM_SCHEDULER_VALUE, struct.pack("=iHH", assoc_id, stream, prio))
+
+
+def get_stream_priority(sock, assoc_id: int, stream: int) -> int:
+    out = _get(sock, SCTP_STREAM_SCHEDULER_VALUE, struct.pack("=iHH", assoc_id, stream, 0))
+    return struct.unpack_from("=iHH", out)[2]
 
 
 def set_primary(sock, assoc_id: int, addr: tuple[str, int]) -> None:

@@ -40,7 +40,7 @@ class Main:
     hold_down: int = opt(30, 0, 86400, doc="seconds the preferred uplink must stay healthy before traffic returns to it")
     flow_idle: int = opt(120, 5, 86400, doc="seconds without traffic after which a UDP flow is forgotten")
     max_flows: int = opt(1024, 1, 65535, doc="most UDP flows kept at once (per gateway on the endpoint)")
-    queue: int = opt(256, 1, 65536, doc="datagrams queued per direction before new ones are dropped (and counted)")
+    queue: int = opt(256, 1, 65536, doc="datagrams queued per service and direction before the longest service queue loses its oldest (counted)")
     max_datagram: int = opt(65507, 64, 65507, doc="largest datagram carried; larger ones are dropped and counted")
     udp_port: int = opt(9899, 1, 65535, doc="local UDP port for SCTP-over-UDP (RFC 6951) when an uplink uses udp_encap")
     api_listen: str = opt("127.0.0.1:8990", doc="host:port of the JSON API and panel; '0' (or off/none) disables it, and the Config then holds ''")

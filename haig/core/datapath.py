@@ -16,10 +16,25 @@ from haig.core import drops, wire
 from haig.core.drops import DropLedger
 from haig.core.flows import Flow
 
+# Streams by class, so the kernel's priority scheduler (SCTP_SS_PRIO) sends the way
+# OutQueue does: control on stream 0, critical services' DATA on stream 1, every other
+# service on a stream of its own from 2 up (shared past n_streams). Both ends use the
+# same plan; the endpoint answers a flow on the stream the gateway chose for it.
 CONTROL_STREAM = 0  # control messages: reliable and ordered on stream 0
+CRITICAL_STREAM = 1
+PRIO_CONTROL, PRIO_CRITICAL, PRIO_DATA = 0, 1, 2  # lower is sent first
 
 
-@dataclass(frozen=True, slots=True)
+def data_stream(service_index: int, critical: bool, n_streams: int) -> int:
+    """The stream a service's flows use (n_streams >= 3)."""
+    return CRITICAL_STREAM if critical else 2 + service_index % (n_streams - 2)
+
+
+def stream_priority(stream: int) -> int:
+    return PRIO_CONTROL if stream == CONTROL_STREAM else PRIO_CRITICAL if stream == CRITICAL_STREAM else PRIO_DATA
+
+
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Outgoing:
     data: bytes
     stream: int = CONTROL_STREAM
@@ -40,56 +55,115 @@ def control(msg: bytes, to: Hashable | None = None, assoc_id: int = 0) -> Outgoi
 
 
 class OutQueue:
-    """Messages waiting for the socket. DATA beyond `limit` is dropped (queue_full);
-    control messages are few and always kept. A critical datagram finding the queue
-    full evicts the oldest queued non-critical one instead (that one is counted as
-    queue_full); only a queue of nothing but critical DATA drops a critical one."""
+    """Messages waiting for the socket, one FIFO per service, served by class: control
+    messages first (few, always kept), then critical services' DATA, then the other
+    services' DATA, round robin between the services of a class (one message each), so
+    a busy service never holds a quiet one back for more than a message per service.
+
+    `limit` DATA messages per service with something queued (a service may use an idle
+    one's room). When full, the datagram dropped (queue_full) is the oldest of the
+    longest non-critical service queue (fq_codel's choice), so a bulk service fills and
+    loses only its own share and every other service keeps at least `limit`; a datagram
+    of that longest service itself is refused instead (tail drop). A critical datagram
+    may push out any non-critical one; only a queue of nothing but critical DATA refuses
+    a critical one."""
 
     def __init__(self, limit: int, ledger: DropLedger) -> None:
         self.limit, self.ledger = limit, ledger
-        self._q: deque[Outgoing] = deque()
-        self.evicted = 0  # non-critical datagrams dropped to make room for critical ones
+        self._control: deque[Outgoing] = deque()
+        self._by_service: dict[tuple[bool, str], deque[Outgoing]] = {}
+        self._turn: tuple[deque[tuple[bool, str]], deque[tuple[bool, str]]] = (deque(), deque())  # bulk, critical
+        self._data = 0  # DATA messages queued
+        self.evicted = 0  # datagrams dropped to make room for another service's
 
     def __len__(self) -> int:
-        return len(self._q)
+        return len(self._control) + self._data
 
     def __iter__(self) -> Iterator[Outgoing]:
-        return iter(self._q)
+        """Everything queued: control, then critical, then the other services' DATA."""
+        yield from self._control
+        for turn in reversed(self._turn):
+            for key in turn:
+                yield from self._by_service[key]
 
     def push(self, item: Outgoing, now: float) -> bool:
-        if item.is_data and len(self._q) >= self.limit:
-            victim = self._evictable() if item.critical else None
+        if not item.is_data:
+            self._control.append(item)
+            return True
+        key = (item.critical, item.service)
+        q = self._by_service.get(key)
+        active = len(self._turn[0]) + len(self._turn[1]) + (not q)
+        if self._data >= self.limit * active:
+            victim = self._longest(key)
             if victim is None:
                 self.ledger.count(drops.QUEUE_FULL, item.service, critical=item.critical, now=now)
                 return False
-            lost = self._q[victim]
-            del self._q[victim]
-            self.evicted += 1
-            self.ledger.count(drops.QUEUE_FULL, lost.service, now=now)
-        self._q.append(item)
+            self._evict(victim, now)
+        if q is None:
+            q = self._by_service[key] = deque()
+        if not q:
+            self._turn[item.critical].append(key)
+        q.append(item)
+        self._data += 1
         return True
 
-    def _evictable(self) -> int | None:
-        """Index of the oldest non-critical DATA message (O(n), only when full)."""
-        for i, it in enumerate(self._q):
-            if it.is_data and not it.critical:
-                return i
+    def _longest(self, key: tuple[bool, str]) -> tuple[bool, str] | None:
+        """The service queue to drop from to make room for one of `key`'s; None: refuse
+        the new one (it is of the longest queue itself, or nothing may be pushed out)."""
+        bulk = self._turn[False]
+        if not bulk:
+            return None
+        longest = max(bulk, key=lambda k: len(self._by_service[k]))
+        if longest == key or (not key[0] and len(self._by_service[longest]) <= len(self._by_service.get(key, ()))):
+            return None
+        return longest
+
+    def _evict(self, key: tuple[bool, str], now: float) -> None:
+        q = self._by_service[key]
+        lost = q.popleft()
+        self._data -= 1
+        if not q:
+            self._turn[key[0]].remove(key)
+        self.evicted += 1
+        self.ledger.count(drops.QUEUE_FULL, lost.service, now=now)
+
+    def _head(self) -> deque[Outgoing] | None:
+        if self._control:
+            return self._control
+        for turn in (self._turn[True], self._turn[False]):
+            if turn:
+                return self._by_service[turn[0]]
         return None
 
     def peek(self) -> Outgoing | None:
-        return self._q[0] if self._q else None
+        q = self._head()
+        return q[0] if q is not None else None
 
     def pop(self) -> Outgoing:
-        return self._q.popleft()
+        """Takes what peek() showed, and gives the next service its turn."""
+        if self._control:
+            return self._control.popleft()
+        turn = self._turn[True] if self._turn[True] else self._turn[False]
+        key = turn.popleft()
+        q = self._by_service[key]
+        item = q.popleft()
+        self._data -= 1
+        if q:
+            turn.append(key)
+        return item
 
     def lose_all(self, now: float, reason: str = drops.ASSOC_LOST) -> int:
         """The association is gone: every queued DATA message is a lost datagram."""
         n = 0
-        for item in self._q:
-            if item.is_data:
-                n += 1
-                self.ledger.count(reason, item.service, critical=item.critical, now=now)
-        self._q.clear()
+        for turn in self._turn:
+            for key in turn:
+                for item in self._by_service[key]:
+                    n += 1
+                    self.ledger.count(reason, item.service, critical=item.critical, now=now)
+                self._by_service[key].clear()
+            turn.clear()
+        self._control.clear()
+        self._data = 0
         return n
 
 

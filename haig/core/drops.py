@@ -55,6 +55,8 @@ class DropLedger:
 
     def take(self) -> list[tuple[str, str, int]]:
         """(reason, service, n) counted since the last take()."""
+        if not self._pending:
+            return []
         out = [(r, s, n) for (r, s), n in self._pending.items()]
         self._pending.clear()
         return out
@@ -69,6 +71,8 @@ class DropLedger:
                 self._report(svc, now)
 
     def get_timer(self) -> float | None:
+        if not self._unreported:  # every pump asks: the usual answer, fast
+            return None
         due = [self._last_event.get(s, 0.0) + self.interval for s, c in self._unreported.items() if c]
         return min(due) if due else None
 

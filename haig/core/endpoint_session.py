@@ -29,7 +29,7 @@ from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_mess
 from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import Flow, FlowTable
-from haig.core.outputs import CoreOutputs
+from haig.core.outputs import CoreOutputs, earliest
 from haig.core.refusals import SUBJECT_LIMIT, Refusals
 from haig.core.states import AssocState, PathState, best_path
 from haig.surfaces.logsafe import safe
@@ -85,7 +85,7 @@ class CloseTarget:
 Action = Tune | Abort | FollowPath | SamplePaths | CloseTarget
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Delivery:
     assoc_id: int
     flow_id: int
@@ -170,14 +170,14 @@ class EndpointCore(CoreOutputs):
     def get_timer(self) -> float | None:
         # O(1): aborts and admission deadlines are a constant after their start, so
         # the oldest is the first; flows expire on the tick (late by < SAMPLE_INTERVAL).
-        ts = [self.ledger.get_timer(), self.refusals.get_timer()]
+        best = earliest(self.ledger.get_timer(), self.refusals.get_timer())
         if self._aborts:
-            ts.append(next(iter(self._aborts.values())))
+            best = earliest(best, next(iter(self._aborts.values())))
         if self._unadmitted:
-            ts.append(next(iter(self._unadmitted.values())).admit_by)
+            best = earliest(best, next(iter(self._unadmitted.values())).admit_by)
         if self.by_gateway:
-            ts.append(self._next_sample)
-        return min((t for t in ts if t is not None), default=None)
+            best = earliest(best, self._next_sample)
+        return best
 
     # -- association lifecycle ----------------------------------------------------------
 
@@ -366,7 +366,9 @@ class EndpointCore(CoreOutputs):
             self.ledger.count(drops.NO_TARGET, name)
             return
         flow = sess.flows.get(d.flow_id)
-        if flow is None:
+        if flow is not None:
+            sess.flows.seen(flow, now)
+        else:
             reason = self._no_room(sess, svc)
             if reason is not None:
                 self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
@@ -377,8 +379,6 @@ class EndpointCore(CoreOutputs):
                 self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
                 return
             self.flows_held += 1
-        else:
-            sess.flows.touch(flow.id, now)
         if not first_copy(flow, d):
             return
         flow.count_rx(len(d.payload))
@@ -416,7 +416,7 @@ class EndpointCore(CoreOutputs):
         if svc is None:
             self.ledger.count(drops.NO_TARGET, flow.service)
             return
-        sess.flows.touch(flow.id, now)
+        sess.flows.seen(flow, now)
         if len(data) > self.main.max_datagram:
             self.ledger.count(drops.OVERSIZED, svc.name, critical=svc.critical, now=now)
             return

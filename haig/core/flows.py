@@ -155,6 +155,10 @@ class FlowTable:
         self.opened_total += 1
         return flow
 
+    def seen(self, flow: Flow, now: float) -> None:
+        """`flow` (of this table, from get/by_id) carried a datagram at `now`."""
+        self._touch(flow, now)
+
     def touch(self, flow_id: int, now: float) -> Flow | None:
         flow = self._by_id.get(flow_id)
         if flow is not None:

@@ -28,16 +28,24 @@ from haig.config.model import Config, Uplink
 from haig.core import drops, wire
 from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
-from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_messages, first_copy
+from haig.core.datapath import (
+    Abandoned,
+    Outgoing,
+    OutQueue,
+    control,
+    data_messages,
+    data_stream,
+    first_copy,
+)
 from haig.core.drops import DropLedger
 from haig.core.endpoint_choice import EndpointChoice, Probe, Switch
 from haig.core.events import ASSOC, Event
 from haig.core.flows import FlowTable
-from haig.core.outputs import CoreOutputs
+from haig.core.outputs import CoreOutputs, earliest
 from haig.core.policy import PathPolicy, SetHeartbeat, SetPrimary
 from haig.core.states import AssocState, EndpointRole, PathState
 
-N_STREAMS = 16  # flows are spread over this many SCTP streams (unordered anyway)
+N_STREAMS = 16  # SCTP streams: control, critical, then one per service (haig.core.datapath)
 SAMPLE_INTERVAL = 0.25  # s between per-path samples (srtt, rto, cwnd, state)
 ADMISSION_TIMEOUT = 10.0  # s from SCTP up to WELCOME before the attempt is given up
 # With every path unreachable (or its link down) for this long the association is given
@@ -78,7 +86,7 @@ class Sample:
 Action = Connect | Disconnect | ProbeEndpoint | Sample | SetPrimary | SetHeartbeat
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Delivery:
     service: int  # index of the listening service
     client: Hashable  # the client's UDP address
@@ -134,10 +142,9 @@ class GatewayLink(CoreOutputs):
         return (self.choice, self.policy, self.ledger)
 
     def get_timer(self) -> float | None:
-        ts = [self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
-              self._admit_by, self._dead_by, self._next_sample, self.choice.get_timer(),
-              None if self._connecting else self._retry_at]
-        return min((t for t in ts if t is not None), default=None)
+        return earliest(self.policy.get_timer(), self.flows.get_timer(), self.ledger.get_timer(),
+                        self._admit_by, self._dead_by, self._next_sample, self.choice.get_timer(),
+                        None if self._connecting else self._retry_at)
 
     @property
     def admitted(self) -> bool:
@@ -439,7 +446,7 @@ class GatewayLink(CoreOutputs):
             return
         if not first_copy(flow, d):
             return  # the other path's copy already arrived
-        self.flows.touch(flow.id, now)
+        self.flows.seen(flow, now)
         flow.count_tx(len(d.payload))
         self._deliver.append(Delivery(d.service, flow.key[1], d.payload))
 
@@ -457,7 +464,8 @@ class GatewayLink(CoreOutputs):
         if reason is not None:
             self.ledger.count(reason, svc.name, critical=svc.critical, now=now)
             return
-        flow = self.flows.get_or_open((index, client), now, service=svc.name, critical=svc.critical)
+        flow = self.flows.get_or_open((index, client), now, stream=data_stream(index, svc.critical, N_STREAMS),
+                                      service=svc.name, critical=svc.critical)
         if flow is None:
             self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
             return

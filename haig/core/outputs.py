@@ -10,6 +10,15 @@ from haig.core.drops import DropLedger
 from haig.core.events import Event
 
 
+def earliest(*times: float | None) -> float | None:
+    """The earliest of the deadlines that are set (None if none is): every pump asks."""
+    best = None
+    for t in times:
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
 class CoreOutputs:
     ledger: DropLedger
 
@@ -22,6 +31,8 @@ class CoreOutputs:
         return self._actions.popleft() if self._actions else None
 
     def datagrams_to_deliver(self) -> list[Any]:
+        if not self._deliver:
+            return []
         out = list(self._deliver)
         self._deliver.clear()
         return out

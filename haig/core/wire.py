@@ -39,7 +39,7 @@ class WireError(ValueError):
     """A message that cannot be decoded (counted as malformed, never fatal)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
 class Data:
     flags: int
     service: int
@@ -90,9 +90,13 @@ def encode_data(service: int, flow_id: int, payload: bytes, seq: int = 0, flags:
 
 
 def decode_data(msg: bytes) -> Data:
-    _expect(msg, DATA, DATA_HEADER)
-    _, _, flags, svc, flow_id, seq = _DATA.unpack_from(msg)
-    return Data(flags, svc, flow_id, seq, bytes(msg[DATA_HEADER:]))
+    # the per-datagram decoder: one unpack checks version and type too (same errors as _expect)
+    if len(msg) < DATA_HEADER:
+        _expect(msg, DATA, DATA_HEADER)
+    ver, typ, flags, svc, flow_id, seq = _DATA.unpack_from(msg)
+    if ver != VERSION or typ != DATA:
+        _expect(msg, DATA, DATA_HEADER)
+    return Data(flags, svc, flow_id, seq, msg[DATA_HEADER:] if type(msg) is bytes else bytes(msg[DATA_HEADER:]))
 
 
 def encode_path() -> bytes:

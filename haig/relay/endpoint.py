@@ -175,6 +175,7 @@ class Endpoint(RoleDriver):
                 # primary endpoint closes right after the handshake): nothing to tune.
                 log.log(logging.DEBUG if e.errno == errno.EINVAL else logging.WARNING,
                         "association %d: cannot tune: %s", a.assoc_id, e)
+            sctp_driver.prioritise_streams(sock, a.assoc_id, N_STREAMS)
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):
@@ -227,7 +228,6 @@ class Endpoint(RoleDriver):
     def _deliver(self, d: Delivery) -> None:
         key = (d.assoc_id, d.flow_id)
         s = self._targets.get(key)
-        now = self.clock.mono()
         if s is None:
             try:
                 s = udp_socket(connect=self._resolved[d.service.name])
@@ -235,16 +235,16 @@ class Endpoint(RoleDriver):
                 log.warning("cannot open UDP towards %s: %s", d.service.target, e)
                 out_of_fds = isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE)
                 self.core.target_failed(d.assoc_id, d.flow_id,
-                                        drops.FD_BUDGET if out_of_fds else drops.SEND_FAILED, now)
+                                        drops.FD_BUDGET if out_of_fds else drops.SEND_FAILED, self.clock.mono())
                 return
             self._targets[key] = s
             asyncio.get_running_loop().add_reader(s.fileno(), self._from_target, s, key)
         try:
             s.send(d.payload)
         except BlockingIOError:
-            self.core.target_failed(d.assoc_id, d.flow_id, drops.QUEUE_FULL, now)
+            self.core.target_failed(d.assoc_id, d.flow_id, drops.QUEUE_FULL, self.clock.mono())
         except OSError:  # ICMP port unreachable from the target: UDP, so count it
-            self.core.target_failed(d.assoc_id, d.flow_id, drops.SEND_FAILED, now)
+            self.core.target_failed(d.assoc_id, d.flow_id, drops.SEND_FAILED, self.clock.mono())
 
     def _from_target(self, s: socket.socket, key: tuple[int, int]) -> None:
         def read() -> None:

@@ -95,22 +95,69 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
     await _connectx(wrapper, wrapper.sock(), list(peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
 
 
-class _Listener(asyncio.DatagramProtocol):
-    def __init__(self, gw: Gateway, index: int, listen: str) -> None:
-        self.gw, self.index, self.listen = gw, index, listen
-        self.transport: asyncio.DatagramTransport | None = None
+UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.gw.guard(self.gw.core.receive_datagram, self.index, addr, data, self.gw.clock.mono())
+class _Listener:
+    """One service's UDP socket on the loop. Not an asyncio transport: that reads one
+    datagram per loop iteration (and the gateway would pump its core after each); this
+    drains up to UDP_READ_BATCH per readiness event and pumps once."""
 
-    def error_received(self, exc: Exception) -> None:
-        # asyncio drops a datagram whose sendto failed and reports it here (or an ICMP
-        # error from a client that went away): count it, it is a lost datagram.
-        log.info("UDP error on service %d: %s", self.index, exc)
-        self.gw.guard(self.gw.core.drop, drops.SEND_FAILED, self.index, self.gw.clock.mono())
+    def __init__(self, gw: Gateway, index: int, listen: str, sock: socket.socket) -> None:
+        self.gw, self.index, self.listen, self.sock = gw, index, listen, sock
+        self.closed = False
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        self.gw.guard(self._read)
+
+    def _read(self) -> None:
+        gw, index, recvfrom = self.gw, self.index, self.sock.recvfrom
+        receive, now = gw.core.receive_datagram, gw.clock.mono()
+        for _ in range(UDP_READ_BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # an ICMP error for an earlier reply to a client that went away: that
+                # reply is a lost datagram
+                log.info("UDP error on service %d: %s", index, e)
+                gw.core.drop(drops.SEND_FAILED, index, now)
+                return
+            receive(index, addr, data, now)
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        """A reply to a client: UDP, so a full socket buffer or an error loses it (counted)."""
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as e:
+            log.debug("UDP send on service %d failed: %s", self.index, e)
+            self.gw.core.drop(drops.QUEUE_FULL if isinstance(e, BlockingIOError) else drops.SEND_FAILED,
+                              self.index, self.gw.clock.mono())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def _udp_listen(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A bound non-blocking UDP socket (no SO_REUSEADDR: a port in use must fail the bind)."""
+    info = await loop.getaddrinfo(host, port, family=family_of(host), type=socket.SOCK_DGRAM)
+    fam, _, _, _, addr = info[0]
+    sock = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        grow_rcvbuf(sock)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Gateway(RoleDriver):
@@ -136,6 +183,11 @@ class Gateway(RoleDriver):
         self._takeover_from: Gateway | None = None
         self._next_flows = 0.0
         self._closing: set[ClosingAssociation] = set()  # old associations read to their end
+        # Per-uplink traffic since the last pump, in plain ints ([rx bytes, rx messages,
+        # tx bytes, tx messages]): the status model (a lock) is fed once per pump, not
+        # once per message.
+        self._traffic: dict[str, list[int]] = {}
+        self._shown_primary: object = object()  # what the status model was last told
 
     @property
     def uplinks(self):
@@ -149,8 +201,7 @@ class Gateway(RoleDriver):
         is taken over at `run()` (not bound twice); if any bind fails, the ones made here
         are closed and the error raised, and `old` keeps running untouched."""
         loop = asyncio.get_running_loop()
-        have = {lst.listen: lst for lst in (old.listeners if old is not None else [])
-                if lst.transport is not None and not lst.transport.is_closing()}
+        have = {lst.listen: lst for lst in (old.listeners if old is not None else []) if not lst.closed}
         made: list[_Listener] = []
         plan: list[_Listener] = []
         try:
@@ -159,16 +210,13 @@ class Gateway(RoleDriver):
                     plan.append(have[svc.listen])
                     continue
                 host, port = parse_hostport(svc.listen)
-                lst = _Listener(self, i, svc.listen)
-                tr, _ = await loop.create_datagram_endpoint(lambda lst=lst: lst, local_addr=(host, port),
-                                                            family=family_of(host))
-                grow_rcvbuf(tr.get_extra_info("socket"))
+                sock = await _udp_listen(loop, host, port)
+                lst = _Listener(self, i, svc.listen, sock)
                 made.append(lst)
                 plan.append(lst)
         except BaseException:
             for lst in made:
-                if lst.transport:
-                    lst.transport.close()
+                lst.close()
             raise
         self._planned = plan
         self._takeover_from = old
@@ -222,8 +270,7 @@ class Gateway(RoleDriver):
         for c in list(self._closing):
             c.close()
         for lst in self.listeners:
-            if lst.transport:
-                lst.transport.close()
+            lst.close()
         if self._routes is not None:
             with contextlib.suppress(Exception):
                 self._routes.remove_all_sync()
@@ -234,11 +281,13 @@ class Gateway(RoleDriver):
             self._do(a)
         if self.sctp is not None:
             self.sctp.flush(core.queue)
+        listeners = self.listeners
         for d in core.datagrams_to_deliver():
-            tr = self.listeners[d.service].transport
-            if tr is not None:
-                tr.sendto(d.payload, d.client)
-        self.status.set_primary(core.policy.primary)
+            listeners[d.service].sendto(d.payload, d.client)
+        self._flush_traffic()
+        if core.policy.primary != self._shown_primary:
+            self._shown_primary = core.policy.primary
+            self.status.set_primary(core.policy.primary)
         if core.version != self._assoc_version:
             self._assoc_version = core.version
             self.status.set_association("endpoint", **core.association_view(),
@@ -363,6 +412,7 @@ class Gateway(RoleDriver):
         """Per-path knobs, on this association only (never the global sysctls)."""
         raw = self.sctp.sock
         sctp_opts.expose_pf(raw, 0, sctp_driver.PF_EXPOSE)
+        sctp_driver.prioritise_streams(raw, 0, N_STREAMS)
         for u in self.uplinks:
             addr = self.core.path_to(u)
             try:
@@ -378,7 +428,9 @@ class Gateway(RoleDriver):
         if isinstance(it, Received):
             name = self.core.uplink_of(it.addr)
             if name is not None:
-                self.status.count_uplink(name, "rx", len(it.data))
+                t = self._traffic.get(name) or self._traffic.setdefault(name, [0, 0, 0, 0])
+                t[0] += len(it.data)
+                t[1] += 1
             self.core.receive_message(it.data, it.addr, now)
         elif isinstance(it, sctp_driver.PathChange):
             self.core.path_state(it.addr, it.state, now)
@@ -390,7 +442,19 @@ class Gateway(RoleDriver):
     def _sent(self, item: Outgoing) -> None:
         name = self.core.uplink_of(item.to) if item.to is not None else self.core.policy.primary
         if name:
-            self.status.count_uplink(name, "tx", len(item.data))
+            t = self._traffic.get(name) or self._traffic.setdefault(name, [0, 0, 0, 0])
+            t[2] += len(item.data)
+            t[3] += 1
+
+    def _flush_traffic(self) -> None:
+        if not self._traffic:
+            return
+        for name, t in self._traffic.items():
+            if t[1]:
+                self.status.count_uplink(name, "rx", t[0], t[1])
+            if t[3]:
+                self.status.count_uplink(name, "tx", t[2], t[3])
+        self._traffic.clear()
 
     def _sample(self) -> None:
         if self.sctp is None:

@@ -62,13 +62,18 @@ class RoleDriver:
             self._failed.set_exception(e)
 
     def _on_item_batched(self, item: Any) -> None:
-        """One SCTP message or event, without a pump: the driver pumps after its batch."""
+        """One SCTP message or event, without a pump: the driver pumps after its batch
+        (guard() without the pump check: once per message)."""
         self._in_batch(self._on_item, item)
 
     def _in_batch(self, fn, *args) -> None:
+        if self._stopping:
+            return
         was, self._in_pump = self._in_pump, True
         try:
-            self.guard(fn, *args)
+            fn(*args)
+        except Exception as e:
+            self._fail(e)
         finally:
             self._in_pump = was  # also called from inside a pump
 

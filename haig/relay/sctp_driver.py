@@ -21,7 +21,7 @@ from typing import Any
 from haig.adapters import sctp_io, sctp_opts
 from haig.config.model import Main
 from haig.core import drops
-from haig.core.datapath import Outgoing, OutQueue
+from haig.core.datapath import CRITICAL_STREAM, Outgoing, OutQueue, stream_priority
 from haig.core.states import FROM_ADDR_CHANGE, FROM_PATH_INFO, PathState
 
 log = logging.getLogger("haig.sctp")
@@ -98,6 +98,27 @@ def tune_socket(raw: socket.socket, m: Main, n_streams: int, **initmsg: Any) -> 
     sctp_io.subscribe(raw)
 
 
+def prioritise_streams(raw: socket.socket, assoc_id: int, n_streams: int) -> bool:
+    """The kernel sends by haig's stream plan too (haig.core.datapath): SCTP_SS_PRIO,
+    control stream first, then critical, then the services' streams taking turns, so a
+    bulk service's messages already in the kernel do not hold an alarm or telemetry
+    back. False (and FCFS stays) on a kernel without stream schedulers."""
+    try:
+        sctp_opts.set_stream_scheduler(raw, assoc_id, sctp_opts.SCTP_SS_PRIO)
+    except OSError as e:
+        log.info("association %d: no stream priorities (%s): the kernel sends first come, first served",
+                 assoc_id, e)
+        return False
+    for sid in range(n_streams):
+        try:
+            sctp_opts.set_stream_priority(raw, assoc_id, sid, stream_priority(sid))
+        except OSError as e:  # EINVAL past the streams the peer granted: those are all
+            if sid <= CRITICAL_STREAM:
+                log.info("association %d: stream %d has no priority (%s)", assoc_id, sid, e)
+            break
+    return True
+
+
 def tune_association(raw: socket.socket, assoc_id: int, m: Main) -> None:
     """Per association, never the global sysctls: RTO bounds, SACK delay below rto_min
     (or every delayed SACK looks like a loss), PF states exposed."""
@@ -134,21 +155,21 @@ class SctpDriver:
     # -- receive ------------------------------------------------------------------------
 
     def _readable(self) -> None:
+        receive, sock, on_item = sctp_io.receive, self.sock, self._on_item
         for _ in range(READ_BATCH):
             if self.closed:
                 return
             try:
-                got = sctp_io.receive(self.sock)
+                got = receive(sock)
             except OSError as e:
-                self._on_item(AssocGone(0, f"receive failed: {e}"))
+                on_item(AssocGone(0, f"receive failed: {e}"))
                 break
             if got is None:
                 break
-            item = got if isinstance(got, Received) else translate(got)
-            if isinstance(item, Received) and not item.data:
-                item = AssocGone(item.assoc_id, "peer closed the association")
-            if item is not None:
-                self._on_item(item)
+            if type(got) is Received:
+                on_item(got if got.data else AssocGone(got.assoc_id, "peer closed the association"))
+            elif (item := translate(got)) is not None:
+                on_item(item)
         self._on_drained()
 
     # -- send ---------------------------------------------------------------------------
@@ -156,11 +177,16 @@ class SctpDriver:
     def flush(self, queue: OutQueue) -> None:
         """Send from the head of `queue` until it is empty or the socket would block
         (then the writer callback resumes it). A refused message is counted and dropped."""
+        sendmsg, ancillary = self.sock.sendmsg, sctp_io.ancillary
         while not self.closed and (item := queue.peek()) is not None:
+            # sctp_io.send's flags, inlined: once per message
+            flags = (0 if item.ordered else sctp_io.SCTP_UNORDERED) | (sctp_io.SCTP_PR_SCTP_TTL if item.ttl_ms else 0)
             try:
-                sctp_io.send(self.sock, item.data, stream=item.stream, ttl_ms=item.ttl_ms,
-                             unordered=not item.ordered, assoc_id=item.assoc_id, to=item.to,
-                             addr_over=item.to is not None)
+                if item.to is None:
+                    sendmsg([item.data], ancillary(item.stream, flags, item.ttl_ms, item.assoc_id))
+                else:
+                    sendmsg([item.data], ancillary(item.stream, flags | sctp_io.SCTP_ADDR_OVER, item.ttl_ms,
+                                                   item.assoc_id), 0, item.to)
             except BlockingIOError:
                 if queue not in self._writing:
                     self._writing.append(queue)
@@ -220,7 +246,11 @@ class CoreTimer:
         self._at: float | None = None
 
     def arm(self, deadline: float | None) -> None:
-        if deadline == self._at and self._handle is not None:
+        # A later deadline keeps the armed (earlier) timer: it fires a little early, the
+        # core finds nothing due and the pump re-arms. Re-arming on every move would
+        # cost a cancelled TimerHandle per datagram (a flow's idle deadline moves with
+        # each one it carries).
+        if self._handle is not None and deadline is not None and self._at is not None and self._at <= deadline:
             return
         self.cancel()
         if deadline is None:

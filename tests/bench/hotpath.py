@@ -32,11 +32,13 @@ def cases() -> list[tuple[str, object, str, object]]:
     status = StatusModel()
     status.set_uplinks([SimpleNamespace(name="dsl", interface="", device="d", metric=1, metered=False,
                                         udp_encap=False, local_address="", endpoint_address="")])
-    counters = {"tx_bytes": 0, "tx_packets": 0}
 
-    def count_plain() -> None:
-        counters["tx_bytes"] += 1200
-        counters["tx_packets"] += 1
+    traffic: dict[str, list[int]] = {}
+
+    def count_gateway() -> None:  # haig.relay.gateway.Gateway._sent
+        t = traffic.get("dsl") or traffic.setdefault("dsl", [0, 0, 0, 0])
+        t[2] += 1200
+        t[3] += 1
 
     flows = FlowTable(256, 60.0, n_streams=10)
     key = (0, ("10.1.0.2", 40000))
@@ -64,11 +66,12 @@ def cases() -> list[tuple[str, object, str, object]]:
     return [
         ("build DATA message", lambda: wire.encode_data(0, 7, PAYLOAD, 3, 0),
          "header only (payload passed to sendmsg as 2nd buffer)", lambda: hdr.pack(wire.VERSION, wire.DATA, 0, 0, 7, 3)),
-        ("SNDRCV cmsg per datagram", lambda: [(sctp_io.SOL_SCTP, sctp_io.SCTP_SNDRCV,
-                                              sctp_io._SNDRCV.pack(1, 0, 1 | 0x10, 0, 0, 1000, 0, 0, 0))],
-         "cached per (stream, flags, ttl)", lambda: cached_cmsg),
-        ("status.count_uplink (lock, f-string keys)", lambda: status.count_uplink("dsl", "tx", 1200),
-         "plain counters (read by the status model on demand)", count_plain),
+        ("SNDRCV cmsg (sctp_io.ancillary: cached per stream, flags, ttl, assoc)",
+         lambda: sctp_io.ancillary(1, 1 | 0x10, 1000, 0),
+         "prebuilt list held by the caller", lambda: cached_cmsg),
+        ("uplink counters (the gateway's plain ints, fed to the status model once per pump)", count_gateway,
+         "status.count_uplink per message (lock, f-string keys: before 2026-12-02)",
+         lambda: status.count_uplink("dsl", "tx", 1200)),
         ("flows.get_or_open (known flow)", lambda: flows.get_or_open(key, 1.0, service="vpn"),
          "dict lookup, touch every N datagrams", lambda: by_key.get(key)),
         ("decode DATA (payload copied)", lambda: wire.decode_data(msg),

@@ -260,17 +260,18 @@ def test_fd_budget_bounds_all_homes_together_and_keeps_a_reserve_for_alarms():
 
 def test_critical_datagram_evicts_a_queued_non_critical_one():
     ledger = DropLedger()
-    q = OutQueue(3, ledger)
-    for i in range(3):
-        assert q.push(Outgoing(b"t%d" % i, 1, service="telemetry"), 0.0)
-    assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
-    assert [it.data for it in q] == [b"t1", b"t2", b"alarm"] and q.evicted == 1
-    assert ledger.total(drops.QUEUE_FULL, "telemetry") == 1 and ledger.total(drops.QUEUE_FULL, "alarm") == 0
-    assert not q.push(Outgoing(b"t3", 1, service="telemetry"), 0.0)  # non-critical: dropped itself
+    q = OutQueue(3, ledger)  # 3 per service with something queued
+    for i in range(4):
+        q.push(Outgoing(b"t%d" % i, 1, service="telemetry"), 0.0)  # t3 refused: full for one service
+    for _ in range(4):
+        assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
+    assert [it.data for it in q] == [b"alarm"] * 4 + [b"t1", b"t2"] and q.evicted == 1  # critical first
+    assert ledger.total(drops.QUEUE_FULL, "telemetry") == 2 and ledger.total(drops.QUEUE_FULL, "alarm") == 0
+    assert not q.push(Outgoing(b"t4", 1, service="telemetry"), 0.0)  # non-critical: dropped itself
     for _ in range(2):
         assert q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)
     assert not q.push(Outgoing(b"alarm", 1, service="alarm", critical=True), 0.0)  # only critical left
-    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL, "telemetry") == 4
+    assert ledger.total(drops.QUEUE_FULL, "alarm") == 1 and ledger.total(drops.QUEUE_FULL, "telemetry") == 5
 
 
 def many_homes(n: int) -> EndpointCore:
