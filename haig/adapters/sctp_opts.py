@@ -27,6 +27,8 @@ SCTP_EXPOSE_POTENTIALLY_FAILED_STATE = 131
 SCTP_REMOTE_UDP_ENCAPS_PORT = 132
 SCTP_STREAM_SCHEDULER, SCTP_STREAM_SCHEDULER_VALUE = 123, 124  # Linux >= 4.15
 SCTP_SS_FCFS, SCTP_SS_PRIO, SCTP_SS_RR = 0, 1, 2
+SCTP_PR_STREAM_STATUS = 116  # Linux >= 4.7 (RFC 7496 4.4)
+SCTP_PR_SCTP_TTL = 0x10
 
 SPP_HB_ENABLE, SPP_HB_DISABLE, SPP_HB_DEMAND = 1, 2, 4
 PR_SCTP_TTL = 0x10  # sinfo_flags bit selecting the timed-reliability policy
@@ -197,6 +199,15 @@ def get_path_info(sock, assoc_id: int, addr: tuple[str, int]) -> PathInfo:
     hz = kernel_hz(addr[0], rto)
     srtt_ms = srtt * 1000 // hz if hz else srtt
     return PathInfo(PATH_STATES.get(state, str(state)), cwnd, srtt_ms, rto, mtu)
+
+
+def get_abandoned_sent(sock, assoc_id: int, stream: int) -> int:
+    """Messages of `stream` the kernel abandoned by their PR-SCTP lifetime *after* sending
+    them (struct sctp_prstatus, TTL policy). Those get no SCTP_SEND_FAILED_EVENT
+    (net/sctp/outqueue.c moves them to the abandoned list silently); only this counter
+    says they are gone. 0 while the stream has carried nothing."""
+    out = _get(sock, SCTP_PR_STREAM_STATUS, struct.pack("=iHHQQ", assoc_id, stream, SCTP_PR_SCTP_TTL, 0, 0))
+    return struct.unpack_from("=iHHQQ", out)[4]
 
 
 _HZ_CANDIDATES = (100, 250, 300, 1000)

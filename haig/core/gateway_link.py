@@ -29,6 +29,7 @@ from haig.core import drops, wire
 from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
 from haig.core.datapath import (
+    CRITICAL_STREAM,
     Abandoned,
     Outgoing,
     OutQueue,
@@ -131,6 +132,7 @@ class GatewayLink(CoreOutputs):
         self._admit_by: float | None = None
         self._dead_by: float | None = None  # all paths dead: give the association up then
         self._next_sample: float | None = None
+        self._abandoned: dict[int, int] = {}  # stream -> the kernel's abandoned-after-send total
         self._challenge: bytes | None = None
         self._nonce = b""
         self._last_failure = ""
@@ -252,6 +254,7 @@ class GatewayLink(CoreOutputs):
         self.refusal = None
         self._admit_by = now + ADMISSION_TIMEOUT
         self._next_sample = now
+        self._abandoned = {}  # per association: the kernel's counters start at 0
         self._set_state(AssocState.AUTHENTICATING, "association up, waiting for admission")
         self.policy.association(True, now, "association established")
         self._drain_policy(now)
@@ -506,6 +509,29 @@ class GatewayLink(CoreOutputs):
             return
         self.policy.sample(uplink, now, state=state, srtt_ms=srtt_ms, rto_ms=rto_ms, cwnd=cwnd)
         self._drain_policy(now)
+
+    def abandon_streams(self) -> list[int]:
+        """The streams whose abandoned-after-send count the driver reads with each sample:
+        each non-critical service's own. Not the critical stream: there a lifetime also
+        abandons copies whose twin arrived on the other path, so its count is no loss count."""
+        return sorted({data_stream(i, False, N_STREAMS) for i, s in enumerate(self.services) if not s.critical})
+
+    def abandoned_sent(self, stream: int, total: int, now: float) -> None:
+        """The kernel's running count of `stream`'s messages abandoned after they were sent
+        (PR-SCTP lifetime over while unacknowledged). No send-failed event reports them, so
+        without this they were lost silently. Counted `ttl_expired` against the service of
+        the stream (the first, if several share it); an upper bound: a message whose SACK
+        was lost may have arrived."""
+        if self.adm is None or stream == CRITICAL_STREAM:
+            return
+        prev = self._abandoned.get(stream, 0)
+        self._abandoned[stream] = total
+        if total <= prev:
+            return
+        for i, svc in enumerate(self.services):
+            if not svc.critical and data_stream(i, False, N_STREAMS) == stream:
+                self.ledger.count(drops.TTL_EXPIRED, svc.name, total - prev, now=now)
+                return
 
     def force_primary(self, uplink: str | None, now: float, duration_s: float) -> None:
         if uplink is not None and uplink not in self.by_name:

@@ -468,6 +468,12 @@ class Gateway(RoleDriver):
             self.core.path_sample(u.name, state, now, srtt_ms=info.srtt_ms, rto_ms=info.rto_ms, cwnd=info.cwnd)
             view = self.core.policy.uplink_view(u.name, now)
             self.status.update_uplink(u.name, **{k: v for k, v in view.items() if k in POLICY_FIELDS})
+        for stream in self.core.abandon_streams():
+            try:
+                n = sctp_opts.get_abandoned_sent(self.sctp.sock, 0, stream)
+            except OSError:
+                break  # a dying association: its close accounts for the rest
+            self.core.abandoned_sent(stream, n, now)
         if self.core.associated:
             self.status.set_association("endpoint", **self.core.association_view(), paths=self.core.path_views())
         self._learn_addresses()

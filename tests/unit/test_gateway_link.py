@@ -364,3 +364,29 @@ def test_association_with_every_path_dead_is_given_up_and_remade_when_a_link_ret
     b.gw.uplink_facts("dsl", up=True, local_address=None, reason="carrier", now=b.now)
     b.run_until(b.now)
     assert b.gw.admitted
+
+
+def test_messages_abandoned_after_sending_are_counted_against_their_service():
+    """PR-SCTP drops a sent message whose lifetime ran out without a send-failed event:
+    only the kernel's per-stream counter says so. The driver feeds the running totals;
+    the core counts the increase, once, and starts again with a new association."""
+    b = admitted()
+    gw = b.gw
+    (stream,) = gw.abandon_streams()
+    gw.abandoned_sent(stream, 0, 1.0)
+    gw.abandoned_sent(stream, 3, 1.25)
+    gw.abandoned_sent(stream, 3, 1.5)  # no change: nothing new
+    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 3
+    gw.association_lost("test", 2.0)
+    gw.connected(3.0)
+    gw.abandoned_sent(stream, 1, 3.25)  # a new association's counter starts at 0
+    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 4
+
+
+def test_the_critical_stream_is_not_read_as_losses():
+    """Copies of critical datagrams go on the other path: a copy abandoned after its twin
+    arrived is no loss, so the critical stream's counter is not a loss count."""
+    b = admitted(critical=True)
+    assert b.gw.abandon_streams() == []
+    b.gw.abandoned_sent(1, 5, 1.0)
+    assert drops.TTL_EXPIRED not in {r for r, _ in b.drops()}
