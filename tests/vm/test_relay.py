@@ -7,30 +7,16 @@ import random
 import select
 import time
 
-import pytest
-
 from tests.testbed import traffic
 from tests.testbed.haig_procs import (
     KEY,
     UPLINK,
-    Haig,
     Service,
     assoc_up,
-    endpoint_config,
-    gateway_config,
     paths_active,
+    relayed,
 )
 from tests.testbed.topology import MAIN
-
-
-@pytest.fixture
-def procs():
-    started: list[Haig] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-        # shown by pytest for a failing test only
-        print(f"--- {p.name} log ---\n{p.log()[-4000:]}")
 
 
 def _echo(topo, port: int) -> traffic.Sink:
@@ -40,11 +26,8 @@ def _echo(topo, port: int) -> traffic.Sink:
 def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
     port = 8801
     # ttl 0 = fully reliable: every datagram must arrive, even across a failover
-    svc = [traffic_service(topo, "echo", 7001, ttl=0)]
-    ep = Haig(topo.ep, endpoint_config(topo, port, svc), "ep").start()
-    procs.append(ep)
-    gw = Haig(topo.gw, gateway_config(topo, port, svc, main={"max_datagram": 1400}), "gw").start()
-    procs.append(gw)
+    svc = [relayed(topo, "echo", 7001, ttl=0)]
+    gw, ep = procs.pair(topo, port, svc, main={"max_datagram": 1400})
     echo = _echo(topo, 7001)
     try:
         st = gw.wait_for(paths_active, 90, "association up with both paths active")
@@ -106,29 +89,18 @@ def test_datagrams_arrive_intact_with_per_association_tuning(topo, procs):
         echo.stop()
 
 
-def traffic_service(topo, name: str, port: int, **kw) -> Service:
-    return Service(name, f"{topo.gw_lan_addr}:{port}", f"{topo.server_addr}:{port}", **kw)
-
-
 def test_many_gateways_kept_apart_and_unknown_refused(topo, procs):
     port = 8802
     homes = {"home1": KEY, "home2": KEY + "2", "home3": KEY + "3"}
-    services = {g: traffic_service(topo, "echo", 7100 + i) for i, g in enumerate(homes)}
+    services = {g: relayed(topo, "echo", 7100 + i) for i, g in enumerate(homes)}
     ep_services = [Service("echo", "", f"{topo.server_addr}:7100")]
-    ep = Haig(topo.ep, endpoint_config(topo, port, ep_services, gateways=homes), "ep").start()
-    procs.append(ep)
+    ep = procs.endpoint(topo, port, ep_services, gateways=homes)
     echo = _echo(topo, 7100)
     gws = {}
     for i, (g, key) in enumerate(homes.items()):
-        cfg = gateway_config(topo, port, [services[g]], gateway_id=g, key=key,
-                             main={"api_listen": f"127.0.0.1:{8990 + i}"})
-        gws[g] = Haig(topo.gw, cfg, g, api=f"http://127.0.0.1:{8990 + i}").start()
-        procs.append(gws[g])
-    intruder = Haig(topo.gw, gateway_config(topo, port, [traffic_service(topo, "echo", 7199)],
-                                            gateway_id="intruder", key=KEY,
-                                            main={"api_listen": "127.0.0.1:8999"}),
-                    "intruder", api="http://127.0.0.1:8999").start()
-    procs.append(intruder)
+        gws[g] = procs.gateway(topo, port, [services[g]], g, 8990 + i, gateway_id=g, key=key)
+    intruder = procs.gateway(topo, port, [relayed(topo, "echo", 7199)], "intruder", 8999,
+                             gateway_id="intruder", key=KEY)
     try:
         for g in homes:
             gws[g].wait_for(assoc_up, 120, f"{g} admitted")
@@ -162,4 +134,3 @@ def test_many_gateways_kept_apart_and_unknown_refused(topo, procs):
         assert refused and all(e["reason"].endswith(": not admitted") for e in refused), refused
     finally:
         echo.stop()
-
