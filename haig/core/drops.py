@@ -24,8 +24,9 @@ NO_TARGET = "no_target"  # the endpoint has no target for the service
 UNKNOWN_FLOW = "unknown_flow"  # a reply for a flow this side does not know
 SEND_FAILED = "send_failed"  # the socket refused it (error other than "would block")
 ILLEGAL_STATE = "illegal_state"  # a message not allowed in the admission state
+RCVBUF_FULL = "rcvbuf_full"  # the kernel dropped it at haig's full UDP receive buffer (the loop fell behind)
 REASONS = (QUEUE_FULL, TTL_EXPIRED, ASSOC_LOST, FLOW_TABLE_FULL, FD_BUDGET, MALFORMED, OVERSIZED,
-           NO_ASSOCIATION, NO_TARGET, UNKNOWN_FLOW, SEND_FAILED, ILLEGAL_STATE)
+           NO_ASSOCIATION, NO_TARGET, UNKNOWN_FLOW, SEND_FAILED, ILLEGAL_STATE, RCVBUF_FULL)
 
 NO_SERVICE = ""  # for drops no service can be named for (malformed messages...)
 DROP_EVENT_INTERVAL = 10.0  # s: at most one drop event per critical service this often

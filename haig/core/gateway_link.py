@@ -479,10 +479,11 @@ class GatewayLink(CoreOutputs):
                                   self.abandoned):
             self.queue.push(item, now)
 
-    def drop(self, reason: str, index: int | None, now: float) -> None:
-        """A datagram the driver could not hand on (e.g. a UDP send to a client failed)."""
+    def drop(self, reason: str, index: int | None, now: float, n: int = 1) -> None:
+        """Datagrams the driver could not hand on (a UDP send to a client failed, the
+        kernel dropped some at a listener's full receive buffer)."""
         svc = self.services[index] if index is not None and index < len(self.services) else None
-        self.ledger.count(reason, svc.name if svc else "", critical=bool(svc and svc.critical), now=now)
+        self.ledger.count(reason, svc.name if svc else "", n, critical=bool(svc and svc.critical), now=now)
 
     def send_failed(self, item: Outgoing, reason: str, now: float) -> None:
         """The socket refused a message (not 'would block'): a lost datagram if DATA."""

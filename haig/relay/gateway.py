@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import socket
+import sys
 from typing import Any
 
 import sctp
@@ -96,6 +97,8 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
 
 
 UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: the socket's drop count with each datagram
+_OVFL_SPACE = socket.CMSG_SPACE(4)
 
 
 class _Listener:
@@ -106,17 +109,23 @@ class _Listener:
     def __init__(self, gw: Gateway, index: int, listen: str, sock: socket.socket) -> None:
         self.gw, self.index, self.listen, self.sock = gw, index, listen, sock
         self.closed = False
+        # Datagrams the kernel drops at a full receive buffer (our loop too slow for a
+        # burst) never reach us: SO_RXQ_OVFL hands over the socket's running drop count
+        # with the next datagram read (only once it is non-zero), so they are counted.
+        self.dropped = 0
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         self.gw.guard(self._read)
 
     def _read(self) -> None:
-        gw, index, recvfrom = self.gw, self.index, self.sock.recvfrom
+        gw, index, recvmsg = self.gw, self.index, self.sock.recvmsg
         receive, now = gw.core.receive_datagram, gw.clock.mono()
         for _ in range(UDP_READ_BATCH):
             try:
-                data, addr = recvfrom(65535)
+                data, anc, _flags, addr = recvmsg(65535, _OVFL_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -125,7 +134,17 @@ class _Listener:
                 log.info("UDP error on service %d: %s", index, e)
                 gw.core.drop(drops.SEND_FAILED, index, now)
                 return
+            if anc:
+                self._overflowed(anc, now)
             receive(index, addr, data, now)
+
+    def _overflowed(self, anc: list, now: float) -> None:
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(raw) >= 4:
+                total = int.from_bytes(raw[:4], sys.byteorder)
+                if total > self.dropped:
+                    self.gw.core.drop(drops.RCVBUF_FULL, self.index, now, total - self.dropped)
+                    self.dropped = total
 
     def sendto(self, data: bytes, addr: Any) -> None:
         """A reply to a client: UDP, so a full socket buffer or an error loses it (counted)."""
