@@ -175,7 +175,8 @@ class Endpoint(RoleDriver):
                 # primary endpoint closes right after the handshake): nothing to tune.
                 log.log(logging.DEBUG if e.errno == errno.EINVAL else logging.WARNING,
                         "association %d: cannot tune: %s", a.assoc_id, e)
-            sctp_driver.prioritise_streams(sock, a.assoc_id, N_STREAMS)
+            if sctp_driver.STREAM_SCHEDULER:
+                sctp_driver.prioritise_streams(sock, a.assoc_id, N_STREAMS)
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):

@@ -431,7 +431,8 @@ class Gateway(RoleDriver):
         """Per-path knobs, on this association only (never the global sysctls)."""
         raw = self.sctp.sock
         sctp_opts.expose_pf(raw, 0, sctp_driver.PF_EXPOSE)
-        sctp_driver.prioritise_streams(raw, 0, N_STREAMS)
+        if sctp_driver.STREAM_SCHEDULER:
+            sctp_driver.prioritise_streams(raw, 0, N_STREAMS)
         for u in self.uplinks:
             addr = self.core.path_to(u)
             try:

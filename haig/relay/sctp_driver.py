@@ -98,6 +98,16 @@ def tune_socket(raw: socket.socket, m: Main, n_streams: int, **initmsg: Any) -> 
     sctp_io.subscribe(raw)
 
 
+# Off: with SCTP_SS_PRIO on its associations (Debian's 6.1 kernel, TCG VM) the test bed
+# showed T3 timeouts on an unimpaired main path within seconds of association, and after
+# 100 % loss a main path that never became active again (tests/vm/test_failover.py
+# failed in 2 of 3 runs with it on, passed with it off). Until that is understood (an abandoned
+# PR-SCTP chunk and the scheduler's per-stream state is the suspect), the kernel sends
+# first come, first served; haig's own queue still serves control, critical, then the
+# services in turn (haig.core.datapath), and each service keeps its own stream.
+STREAM_SCHEDULER = False
+
+
 def prioritise_streams(raw: socket.socket, assoc_id: int, n_streams: int) -> bool:
     """The kernel sends by haig's stream plan too (haig.core.datapath): SCTP_SS_PRIO,
     control stream first, then critical, then the services' streams taking turns, so a
