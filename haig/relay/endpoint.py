@@ -100,7 +100,7 @@ class Endpoint(RoleDriver):
             ensure_udp_encap_port(self.main.udp_port)  # NATed gateways arrive over UDP
             if self._wrapper is None:
                 self.bind()
-            self.sctp = SctpDriver(self._wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
+            self.sctp = SctpDriver(self._wrapper, self._on_item_batched, self.after_batch,
                                    self._send_failed)
             log.info("endpoint listening on %s port %d for %d gateway(s)",
                      ", ".join(self.main.bind), self.main.port, len(self.core.peers))
@@ -273,7 +273,7 @@ class Endpoint(RoleDriver):
 
     def _queued_pump(self) -> None:
         self._pump_queued = False
-        self.guard(lambda: None)
+        self.after_batch()
 
     def _close_target(self, assoc_id: int, flow_id: int) -> None:
         s = self._targets.pop((assoc_id, flow_id), None)

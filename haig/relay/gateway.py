@@ -366,7 +366,7 @@ class Gateway(RoleDriver):
         closing = ClosingAssociation(
             drv, lambda it: self._in_batch(self._closing_item, it),
             lambda n: self.guard(self.core.ledger.count, drops.ASSOC_LOST, "", n=n, now=self.clock.mono()),
-            done, timeout=CLOSE_TIMEOUT + self.main.rto_max / 1000, after_batch=lambda: self.guard(lambda: None))
+            done, timeout=CLOSE_TIMEOUT + self.main.rto_max / 1000, after_batch=self.after_batch)
         self._closing.add(closing)
 
     def _closing_item(self, it: sctp_driver.Item) -> None:
@@ -387,7 +387,7 @@ class Gateway(RoleDriver):
             if self._stopping:
                 wrapper.close()
                 return
-            self.sctp = SctpDriver(wrapper, self._on_item_batched, lambda: self.guard(lambda: None),
+            self.sctp = SctpDriver(wrapper, self._on_item_batched, self.after_batch,
                                    self._send_failed, self._sent)
             self._tune_paths(encap_socketwide=c.encap_port is not None)
         except asyncio.CancelledError:
@@ -453,9 +453,7 @@ class Gateway(RoleDriver):
         if isinstance(it, Received):
             name = self.core.uplink_of(it.addr)
             if name is not None:
-                t = self._traffic.get(name) or self._traffic.setdefault(name, [0, 0, 0, 0])
-                t[0] += len(it.data)
-                t[1] += 1
+                self._tally(name, 0, len(it.data))
             self.core.receive_message(it.data, it.addr, now)
         elif isinstance(it, sctp_driver.PathChange):
             self.core.path_state(it.addr, it.state, now)
@@ -467,9 +465,13 @@ class Gateway(RoleDriver):
     def _sent(self, item: Outgoing) -> None:
         name = self.core.uplink_of(item.to) if item.to is not None else self.core.policy.primary
         if name:
-            t = self._traffic.get(name) or self._traffic.setdefault(name, [0, 0, 0, 0])
-            t[2] += len(item.data)
-            t[3] += 1
+            self._tally(name, 2, len(item.data))
+
+    def _tally(self, name: str, at: int, nbytes: int) -> None:
+        """Count one message on uplink `name`: at 0 received, at 2 sent (bytes, messages)."""
+        t = self._traffic.get(name) or self._traffic.setdefault(name, [0, 0, 0, 0])
+        t[at] += nbytes
+        t[at + 1] += 1
 
     def _flush_traffic(self) -> None:
         if not self._traffic:

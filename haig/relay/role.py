@@ -16,6 +16,10 @@ from haig.relay.sctp_driver import CoreTimer
 log = logging.getLogger("haig")
 
 
+def _nothing() -> None:
+    pass
+
+
 class RoleDriver:
     core: Any  # GatewayLink or EndpointCore
 
@@ -55,6 +59,10 @@ class RoleDriver:
                 self._pump()
         except Exception as e:
             self._fail(e)
+
+    def after_batch(self) -> None:
+        """A batch of inputs was taken without pumps (`_in_batch`): pump their outputs once."""
+        self.guard(_nothing)
 
     def _fail(self, e: Exception) -> None:
         log.exception("%s: internal error", type(self).__name__.lower())
