@@ -262,11 +262,7 @@ class Endpoint(RoleDriver):
         # No pump per target socket: with thousands of flows the loop wakes with many
         # ready at once; one pump after all of them (queued behind their callbacks)
         # sends what they queued. Nothing waits longer than this loop iteration.
-        was, self._in_pump = self._in_pump, True
-        try:
-            self.guard(read)
-        finally:
-            self._in_pump = was
+        self._in_batch(read)
         if not self._pump_queued:
             self._pump_queued = True
             asyncio.get_running_loop().call_soon(self._queued_pump)
