@@ -53,6 +53,12 @@ ADMISSION_TIMEOUT = 10.0  # s from SCTP up to WELCOME before the attempt is give
 # up by haig: the kernel may keep it for ever (abandoned PR-SCTP data starts no
 # retransmission timer), and a fresh one is made the moment a link returns.
 DEAD_PATHS_TIMEOUT = 10.0
+# A message the kernel abandoned after sending it stays on its abandoned list until the
+# peer acknowledges the FORWARD-TSN; freed then, it gets no send-failed event, but if the
+# association dies first it gets one at teardown (and SCTP_STATUS counts it as unacked).
+# So an increase of abandoned_sent is counted only once a path has been ACTIVE this long
+# after it (the FORWARD-TSN surely acknowledged), and left to the teardown otherwise.
+ABANDON_CONFIRM = 3.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,12 @@ class Connect:
 
 @dataclass(frozen=True)
 class Disconnect:
+    """Close the association. `in_doubt`: (service, n) abandoned-after-send counts not yet
+    confirmed (see `abandoned_sent`); the driver hands them back to `abandoned_confirmed`
+    if the old association ends with a graceful SHUTDOWN_COMPLETE, and drops them if it
+    ends any other way (the kernel's teardown events or SCTP_STATUS count those)."""
     reason: str
+    in_doubt: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class GatewayLink(CoreOutputs):
         self.cfg, self.main = cfg, cfg.main
         self.uplinks: list[Uplink] = list(cfg.uplinks)
         self.services = [s for s in cfg.services if s.listen]
+        self._abandon_streams = self._streams_to_read()
         self.by_name = {u.name: u for u in self.uplinks}
         # Both endpoints' addresses name the uplink they are reached over (all distinct).
         self.by_addr = {a: u for u in self.uplinks for a in (u.endpoint_address, u.standby_address) if a}
@@ -133,6 +145,8 @@ class GatewayLink(CoreOutputs):
         self._dead_by: float | None = None  # all paths dead: give the association up then
         self._next_sample: float | None = None
         self._abandoned: dict[int, int] = {}  # stream -> the kernel's abandoned-after-send total
+        self._abandon_pending: list[tuple[float, str, int]] = []  # (seen at, service, n) unconfirmed
+        self._active_since: dict[str, float] = {}  # uplink -> start of its current ACTIVE stretch
         self._challenge: bytes | None = None
         self._nonce = b""
         self._last_failure = ""
@@ -200,6 +214,7 @@ class GatewayLink(CoreOutputs):
         assert self.can_reconfigure(cfg)
         self.cfg, self.main = cfg, cfg.main
         self.services = [s for s in cfg.services if s.listen]
+        self._abandon_streams = self._streams_to_read()
         self.policy.hold_down = float(cfg.main.hold_down)
         self.flows.idle_s, self.flows.max_flows = cfg.main.flow_idle, cfg.main.max_flows
         self.queue.limit = cfg.main.queue
@@ -255,6 +270,8 @@ class GatewayLink(CoreOutputs):
         self._admit_by = now + ADMISSION_TIMEOUT
         self._next_sample = now
         self._abandoned = {}  # per association: the kernel's counters start at 0
+        self._abandon_pending = []
+        self._active_since = {}
         self._set_state(AssocState.AUTHENTICATING, "association up, waiting for admission")
         self.policy.association(True, now, "association established")
         self._drain_policy(now)
@@ -293,7 +310,7 @@ class GatewayLink(CoreOutputs):
         self.adm = None
         self._admit_by = self._next_sample = self._dead_by = None
         self._challenge = None
-        self._actions.append(Disconnect(why))
+        self._actions.append(Disconnect(why, self._take_in_doubt()))
         self._set_state(AssocState.REFUSED if self.refusal else AssocState.DOWN, why)
         self.policy.association(False, now, why)
         self._drain_policy(now)
@@ -501,6 +518,7 @@ class GatewayLink(CoreOutputs):
     def path_state(self, addr: Hashable, state: PathState | None, now: float, why: str = "") -> None:
         name = self.uplink_of(addr)
         if name is not None and state is not None and self.adm is not None:
+            self._path_seen(name, state, now)
             self.policy.path_state(name, state, now, why or f"{name}: kernel says {state}")
             self._drain_policy(now)
 
@@ -508,21 +526,26 @@ class GatewayLink(CoreOutputs):
                     srtt_ms: float | None, rto_ms: float | None, cwnd: int | None) -> None:
         if state is None or self.adm is None or state is PathState.UNKNOWN:
             return
+        self._path_seen(uplink, state, now)
         self.policy.sample(uplink, now, state=state, srtt_ms=srtt_ms, rto_ms=rto_ms, cwnd=cwnd)
         self._drain_policy(now)
 
     def abandon_streams(self) -> list[int]:
-        """The streams whose abandoned-after-send count the driver reads with each sample:
-        each non-critical service's own. Not the critical stream: there a lifetime also
-        abandons copies whose twin arrived on the other path, so its count is no loss count."""
+        """The streams whose abandoned-after-send count the driver reads with each sample."""
+        return self._abandon_streams
+
+    def _streams_to_read(self) -> list[int]:
+        """Each non-critical service's own stream. Not the critical stream: there a lifetime
+        also abandons copies whose twin arrived on the other path: no loss count."""
         return sorted({data_stream(i, False, N_STREAMS) for i, s in enumerate(self.services) if not s.critical})
 
     def abandoned_sent(self, stream: int, total: int, now: float) -> None:
         """The kernel's running count of `stream`'s messages abandoned after they were sent
-        (PR-SCTP lifetime over while unacknowledged). No send-failed event reports them, so
-        without this they were lost silently. Counted `ttl_expired` against the service of
-        the stream (the first, if several share it); an upper bound: a message whose SACK
-        was lost may have arrived."""
+        (PR-SCTP lifetime over while unacknowledged). No send-failed event reports those
+        the peer's FORWARD-TSN acknowledgement frees, so without this they were lost
+        silently. The increase is held until confirmed (ABANDON_CONFIRM), then counted
+        `ttl_expired` against the service of the stream (the first, if several share it).
+        An upper bound: a message whose SACK was lost may have arrived."""
         if self.adm is None or stream == CRITICAL_STREAM:
             return
         prev = self._abandoned.get(stream, 0)
@@ -531,8 +554,48 @@ class GatewayLink(CoreOutputs):
             return
         for i, svc in enumerate(self.services):
             if not svc.critical and data_stream(i, False, N_STREAMS) == stream:
-                self.ledger.count(drops.TTL_EXPIRED, svc.name, total - prev, now=now)
-                return
+                self._abandon_pending.append((now, svc.name, total - prev))
+                break
+        self._settle_abandoned(now)
+
+    def abandoned_confirmed(self, in_doubt: tuple[tuple[str, int], ...], now: float) -> None:
+        """An old association ended gracefully (SHUTDOWN_COMPLETE: everything acknowledged,
+        FORWARD-TSNs included): its in-doubt abandonments were freed silently, count them."""
+        for service, n in in_doubt:
+            self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
+
+    @property
+    def abandoned_in_doubt(self) -> int:
+        return sum(n for _t, _s, n in self._abandon_pending)
+
+    def _path_seen(self, uplink: str, state: PathState, now: float) -> None:
+        if state is PathState.ACTIVE:
+            self._active_since.setdefault(uplink, now)
+        else:
+            self._active_since.pop(uplink, None)
+        self._settle_abandoned(now)
+
+    def _settle_abandoned(self, now: float) -> None:
+        """Count the pending abandonments some path has carried the association past:
+        ACTIVE for ABANDON_CONFIRM since both the abandonment and its stretch began."""
+        if not self._abandon_pending or not self._active_since:
+            return
+        since = min(self._active_since.values())
+        keep = []
+        for t, service, n in self._abandon_pending:
+            if now >= max(t, since) + ABANDON_CONFIRM:
+                self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
+            else:
+                keep.append((t, service, n))
+        self._abandon_pending = keep
+
+    def _take_in_doubt(self) -> tuple[tuple[str, int], ...]:
+        by: dict[str, int] = {}
+        for _t, service, n in self._abandon_pending:
+            by[service] = by.get(service, 0) + n
+        self._abandon_pending = []
+        self._active_since = {}
+        return tuple(by.items())
 
     def force_primary(self, uplink: str | None, now: float, duration_s: float) -> None:
         if uplink is not None and uplink not in self.by_name:

@@ -96,11 +96,12 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
     await _connectx(wrapper, wrapper.sock(), list(peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
 
 
-# Off: counting the kernel's abandoned-after-send messages (SCTP_PR_STREAM_STATUS) made
-# the matrix's address and flapping rows exact, but when an association dies those still
-# on the kernel's abandoned list get a send-failed event at teardown too: counted twice
-# (both_down_20s: 851 counted for 753 lost). On again once the teardown count subtracts them.
-COUNT_ABANDONED_SENT = False
+# Counting the kernel's abandoned-after-send messages (SCTP_PR_STREAM_STATUS, read with
+# each sample). Those still on the kernel's abandoned list when an association dies get a
+# send-failed event at teardown too: the core holds each increase until a path has been
+# ACTIVE long enough to have freed them (gateway_link.ABANDON_CONFIRM), else the teardown
+# counts them (both_down_20s counted 851 for 753 lost when both counted).
+COUNT_ABANDONED_SENT = True
 UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: the socket's drop count with each datagram
 _OVFL_SPACE = socket.CMSG_SPACE(4)
@@ -334,7 +335,7 @@ class Gateway(RoleDriver):
         elif isinstance(a, Disconnect):
             log.warning("association: %s", a.reason)
             if self.sctp is not None:
-                self._close_gracefully(self.sctp)
+                self._close_gracefully(self.sctp, a.in_doubt)
                 self.sctp = None
         elif isinstance(a, Sample):
             self._sample()
@@ -353,7 +354,7 @@ class Gateway(RoleDriver):
 
     # -- association --------------------------------------------------------------------
 
-    def _close_gracefully(self, drv: SctpDriver) -> None:
+    def _close_gracefully(self, drv: SctpDriver, in_doubt: tuple[tuple[str, int], ...] = ()) -> None:
         """Never silent at a deliberate close: the old association is shut down and read
         to its end (sctp_close) while the core already connects anew (make-before-break):
         its late messages are delivered or counted, each send-failed event counted, and
@@ -362,6 +363,8 @@ class Gateway(RoleDriver):
 
         def done() -> None:
             self._closing.discard(closing)
+            if in_doubt and closing.outcome == "shutdown_comp":  # FORWARD-TSNs acked: freed silently
+                self.guard(self.core.abandoned_confirmed, in_doubt, self.clock.mono())
 
         closing = ClosingAssociation(
             drv, lambda it: self._in_batch(self._closing_item, it),

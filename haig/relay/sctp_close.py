@@ -48,6 +48,7 @@ class ClosingAssociation:
         self._on_item, self._on_lost, self._on_done = on_item, on_lost, on_done
         self._after_batch = after_batch
         self.ended = False  # the kernel reported the association gone: read what is queued
+        self.outcome: str | None = None  # how: "shutdown_comp" (graceful), "comm_lost"... or None
         self.closed = False
         self.lost = 0
         try:
@@ -78,6 +79,7 @@ class ClosingAssociation:
                 break
             if isinstance(got, sctp_io.AssocChange) and got.state in _ENDED:
                 self.ended = True
+                self.outcome = self.outcome or got.state
                 continue
             item = got if isinstance(got, Received) else translate(got)
             if item is not None:

@@ -11,7 +11,7 @@ from haig.config.model import Peer
 from haig.core import drops, wire
 from haig.core.admission import Adm
 from haig.core.endpoint_session import ADMISSION_TIMEOUT as EP_ADMISSION_TIMEOUT
-from haig.core.gateway_link import ADMISSION_TIMEOUT, Connect, Disconnect
+from haig.core.gateway_link import ABANDON_CONFIRM, ADMISSION_TIMEOUT, Connect, Disconnect
 from haig.core.states import AssocState
 from tests.unit.relay_bench import (
     CLIENT,
@@ -369,18 +369,62 @@ def test_association_with_every_path_dead_is_given_up_and_remade_when_a_link_ret
 def test_messages_abandoned_after_sending_are_counted_against_their_service():
     """PR-SCTP drops a sent message whose lifetime ran out without a send-failed event:
     only the kernel's per-stream counter says so. The driver feeds the running totals;
-    the core counts the increase, once, and starts again with a new association."""
+    the core counts the increase once a path has carried the association past it
+    (ABANDON_CONFIRM), and starts again with a new association."""
     b = admitted()
     gw = b.gw
     (stream,) = gw.abandon_streams()
-    gw.abandoned_sent(stream, 0, 1.0)
-    gw.abandoned_sent(stream, 3, 1.25)
-    gw.abandoned_sent(stream, 3, 1.5)  # no change: nothing new
-    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 3
-    gw.association_lost("test", 2.0)
-    gw.connected(3.0)
-    gw.abandoned_sent(stream, 1, 3.25)  # a new association's counter starts at 0
+    t = b.now
+    gw.abandoned_sent(stream, 0, t + 1.0)
+    gw.abandoned_sent(stream, 3, t + 1.25)
+    gw.abandoned_sent(stream, 3, t + 1.5)  # no change: nothing new
+    assert gw.abandoned_in_doubt == 3 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
+    b.run_until(t + 1.25 + ABANDON_CONFIRM + 0.3)  # samples: both paths ACTIVE throughout
+    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 3 and gw.abandoned_in_doubt == 0
+    gw.association_lost("test", b.now)
+    b.run_until(b.now + 5)
+    assert gw.admitted
+    gw.abandoned_sent(stream, 1, b.now)  # a new association's counter starts at 0
+    b.run_until(b.now + ABANDON_CONFIRM + 0.3)
     assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 4
+
+
+def test_abandonments_of_an_association_that_dies_are_left_to_its_teardown():
+    """Abandoned while no path works: still on the kernel's abandoned list when the
+    association dies, so its teardown (send-failed events, SCTP_STATUS) counts them;
+    counted here as well they were counted twice (both_down_20s: 851 for 753 lost).
+    The Disconnect carries them, for the driver to confirm at a graceful SHUTDOWN."""
+    b = admitted()
+    gw = b.gw
+    (stream,) = gw.abandon_streams()
+    b.lossy = {DSL_EP, LTE_EP}  # every sample says PF from now on
+    b.run_until(b.now + 0.5)
+    gw.abandoned_sent(stream, 7, b.now)
+    b.run_until(b.now + ABANDON_CONFIRM + 1)
+    assert gw.abandoned_in_doubt == 7 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
+    gw.association_lost("all paths down", b.now)
+    b.pump()
+    (d,) = [a for a in b.gw_actions if isinstance(a, Disconnect)]
+    assert d.in_doubt == (("telemetry", 7),) and gw.abandoned_in_doubt == 0
+    assert (drops.TTL_EXPIRED, "telemetry") not in b.drops()
+    gw.abandoned_confirmed(d.in_doubt, b.now)  # it ended with SHUTDOWN_COMPLETE after all
+    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 7
+
+
+def test_an_abandonment_is_confirmed_only_after_a_path_works_again_long_enough():
+    b = admitted()
+    gw = b.gw
+    (stream,) = gw.abandon_streams()
+    b.lossy = {DSL_EP, LTE_EP}
+    b.run_until(b.now + 0.5)
+    gw.abandoned_sent(stream, 2, b.now)
+    b.run_until(b.now + 10)
+    b.lossy = set()  # the paths come back: from the next sample on, ACTIVE
+    back = b.now
+    b.run_until(back + ABANDON_CONFIRM - 0.5)
+    assert gw.abandoned_in_doubt == 2
+    b.run_until(back + ABANDON_CONFIRM + 0.5)
+    assert gw.abandoned_in_doubt == 0 and b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 2
 
 
 def test_the_critical_stream_is_not_read_as_losses():

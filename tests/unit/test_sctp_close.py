@@ -170,6 +170,7 @@ def test_shutdown_is_read_to_shutdown_complete_and_nothing_is_counted_lost(monke
     c.sock.queue = [("note", assoc_change(SHUTDOWN_COMP)), "eof"]
     c.loop.readable()
     assert closing.closed and c.done == 1 and c.wrapper.closed == 1
+    assert closing.outcome == "shutdown_comp"  # graceful: its in-doubt abandonments get confirmed
     assert c.lost == [] and not c.loop.readers and all(h.cancelled for h in c.loop.timers)
     assert c.live == []  # none of it went to the role's live handler
 
@@ -181,7 +182,7 @@ def test_comm_lost_then_its_send_failed_events_are_all_read(monkeypatch):
                     ("note", send_failed(b"b"))]
     c.loop.readable()
     assert [i.data for i in c.items] == [b"a", b"b"]
-    assert closing.closed and c.done == 1 and c.lost == []
+    assert closing.closed and c.done == 1 and c.lost == [] and closing.outcome == "comm_lost"
 
 
 def test_already_gone_reads_what_is_queued_and_ends_at_would_block(monkeypatch):
@@ -191,6 +192,7 @@ def test_already_gone_reads_what_is_queued_and_ends_at_would_block(monkeypatch):
     closing = c.close()
     c.loop.run_soon()
     assert [i.data for i in c.items] == [b"x"] and closing.closed and c.done == 1
+    assert closing.outcome is None  # not graceful: the teardown's own events counted it
 
 
 @pytest.mark.parametrize("end", ["eof", 104])  # EOF, ECONNRESET
