@@ -24,8 +24,17 @@ from typing import Any
 
 from haig.config.model import Config, Peer, Service
 from haig.core import drops, wire
+from haig.core.abandonment import AfterSend
 from haig.core.admission import ENDPOINT, Adm, Admission, IllegalMessage
-from haig.core.datapath import Abandoned, Outgoing, OutQueue, control, data_messages, first_copy
+from haig.core.datapath import (
+    CRITICAL_STREAM,
+    Abandoned,
+    Outgoing,
+    OutQueue,
+    control,
+    data_messages,
+    first_copy,
+)
 from haig.core.drops import DropLedger
 from haig.core.events import ASSOC, Event
 from haig.core.flows import Flow, FlowTable
@@ -111,6 +120,10 @@ class Session:
     admit_by: float | None = None
     version: int = 0
     source: str = "?"  # the peer's first address at COMM_UP (for the per-source cap)
+    # The kernel's abandoned-after-send counts of the replies (haig.core.abandonment), and
+    # the non-critical streams replies have gone out on (stream -> service).
+    after_send: AfterSend = field(default_factory=AfterSend)
+    reply_streams: dict[int, str] = field(default_factory=dict)
 
 
 class EndpointCore(CoreOutputs):
@@ -204,10 +217,16 @@ class EndpointCore(CoreOutputs):
         self._actions.append(Tune(assoc_id))
         self._push(sess, control(wire.encode_challenge(sess.challenge), assoc_id=assoc_id), now)
 
-    def association_gone(self, assoc_id: int, why: str, now: float) -> None:
+    def association_gone(self, assoc_id: int, why: str, now: float, graceful: bool = False) -> None:
+        """`graceful`: a SHUTDOWN (everything acknowledged, FORWARD-TSNs included), so the
+        replies abandoned after sending but not yet confirmed were freed silently: counted.
+        Otherwise the kernel's teardown send-failed events count them."""
         self._aborts.pop(assoc_id, None)
         sess = self.sessions.get(assoc_id)
         if sess is not None:
+            in_doubt = sess.after_send.take_in_doubt()
+            if graceful:
+                self._count_after_send(sess, in_doubt, now)
             self._end(sess, why, now)
 
     @property
@@ -379,6 +398,8 @@ class EndpointCore(CoreOutputs):
                 self.ledger.count(drops.FLOW_TABLE_FULL, svc.name, critical=svc.critical, now=now)
                 return
             self.flows_held += 1
+            if stream != CRITICAL_STREAM:  # a critical copy abandoned on one path is no loss
+                sess.reply_streams.setdefault(stream, svc.name)
         if not first_copy(flow, d):
             return
         flow.count_rx(len(d.payload))
@@ -468,6 +489,7 @@ class EndpointCore(CoreOutputs):
         sess = self.sessions.get(assoc_id)
         if sess is not None and state is not None:
             sess.paths[addr[0]] = state
+            self._count_after_send(sess, sess.after_send.path(addr[0], state, now), now)
             self._changed(sess)
 
     def path_sample(self, assoc_id: int, addr: tuple, state: PathState, info: Any, now: float) -> None:
@@ -475,7 +497,25 @@ class EndpointCore(CoreOutputs):
         if sess is not None:
             sess.paths[addr[0]] = state
             sess.infos[addr[0]] = info
+            self._count_after_send(sess, sess.after_send.path(addr[0], state, now), now)
             self._changed(sess)
+
+    def reply_streams(self, assoc_id: int) -> dict[int, str]:
+        """The streams whose abandoned-after-send count the driver reads with each sample."""
+        sess = self.sessions.get(assoc_id)
+        return sess.reply_streams if sess is not None and sess.gateway is not None else {}
+
+    def abandoned_sent(self, assoc_id: int, stream: int, total: int, now: float) -> None:
+        """The kernel's running count of replies on `stream` abandoned after sending them
+        (no send-failed event for those a FORWARD-TSN frees): `ttl_expired` once confirmed."""
+        sess = self.sessions.get(assoc_id)
+        if sess is not None and stream in sess.reply_streams:
+            self._count_after_send(
+                sess, sess.after_send.total(stream, total, sess.reply_streams[stream], now), now)
+
+    def _count_after_send(self, sess: Session, confirmed, now: float) -> None:
+        for service, n in confirmed:
+            self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
 
     def _changed(self, sess: Session) -> None:
         if sess.gateway is None or self.by_gateway.get(sess.gateway.name) != sess.assoc_id:

@@ -26,6 +26,7 @@ from typing import Any
 
 from haig.config.model import Config, Uplink
 from haig.core import drops, wire
+from haig.core.abandonment import AfterSend
 from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
 from haig.core.datapath import (
@@ -53,12 +54,6 @@ ADMISSION_TIMEOUT = 10.0  # s from SCTP up to WELCOME before the attempt is give
 # up by haig: the kernel may keep it for ever (abandoned PR-SCTP data starts no
 # retransmission timer), and a fresh one is made the moment a link returns.
 DEAD_PATHS_TIMEOUT = 10.0
-# A message the kernel abandoned after sending it stays on its abandoned list until the
-# peer acknowledges the FORWARD-TSN; freed then, it gets no send-failed event, but if the
-# association dies first it gets one at teardown (and SCTP_STATUS counts it as unacked).
-# So an increase of abandoned_sent is counted only once a path has been ACTIVE this long
-# after it (the FORWARD-TSN surely acknowledged), and left to the teardown otherwise.
-ABANDON_CONFIRM = 3.0
 
 
 @dataclass(frozen=True)
@@ -144,9 +139,7 @@ class GatewayLink(CoreOutputs):
         self._admit_by: float | None = None
         self._dead_by: float | None = None  # all paths dead: give the association up then
         self._next_sample: float | None = None
-        self._abandoned: dict[int, int] = {}  # stream -> the kernel's abandoned-after-send total
-        self._abandon_pending: list[tuple[float, str, int]] = []  # (seen at, service, n) unconfirmed
-        self._active_since: dict[str, float] = {}  # uplink -> start of its current ACTIVE stretch
+        self.after_send = AfterSend()  # the kernel's abandoned-after-send counts (haig.core.abandonment)
         self._challenge: bytes | None = None
         self._nonce = b""
         self._last_failure = ""
@@ -269,9 +262,7 @@ class GatewayLink(CoreOutputs):
         self.refusal = None
         self._admit_by = now + ADMISSION_TIMEOUT
         self._next_sample = now
-        self._abandoned = {}  # per association: the kernel's counters start at 0
-        self._abandon_pending = []
-        self._active_since = {}
+        self.after_send = AfterSend()  # per association: the kernel's counters start at 0
         self._set_state(AssocState.AUTHENTICATING, "association up, waiting for admission")
         self.policy.association(True, now, "association established")
         self._drain_policy(now)
@@ -292,9 +283,12 @@ class GatewayLink(CoreOutputs):
             self._events.append(Event(now, ASSOC, "haig", None, str(AssocState.CONNECTING), why))
         self._schedule_retry(now)
 
-    def association_lost(self, why: str, now: float) -> None:
+    def association_lost(self, why: str, now: float, graceful: bool = False) -> None:
         """The association ended (peer, kernel, timeout, refusal or our own decision):
-        the driver closes the socket (Disconnect); a new attempt is scheduled."""
+        the driver closes the socket (Disconnect); a new attempt is scheduled.
+        `graceful`: by SHUTDOWN (haig.core.abandonment: the in-doubt abandonments count)."""
+        if graceful:
+            self._count_after_send(self.after_send.take_in_doubt(), now)
         self._lose(why, now)
 
     def _lose(self, why: str, now: float, switched: bool = False) -> None:
@@ -310,7 +304,7 @@ class GatewayLink(CoreOutputs):
         self.adm = None
         self._admit_by = self._next_sample = self._dead_by = None
         self._challenge = None
-        self._actions.append(Disconnect(why, self._take_in_doubt()))
+        self._actions.append(Disconnect(why, self.after_send.take_in_doubt()))
         self._set_state(AssocState.REFUSED if self.refusal else AssocState.DOWN, why)
         self.policy.association(False, now, why)
         self._drain_policy(now)
@@ -518,7 +512,7 @@ class GatewayLink(CoreOutputs):
     def path_state(self, addr: Hashable, state: PathState | None, now: float, why: str = "") -> None:
         name = self.uplink_of(addr)
         if name is not None and state is not None and self.adm is not None:
-            self._path_seen(name, state, now)
+            self._count_after_send(self.after_send.path(name, state, now), now)
             self.policy.path_state(name, state, now, why or f"{name}: kernel says {state}")
             self._drain_policy(now)
 
@@ -526,7 +520,7 @@ class GatewayLink(CoreOutputs):
                     srtt_ms: float | None, rto_ms: float | None, cwnd: int | None) -> None:
         if state is None or self.adm is None or state is PathState.UNKNOWN:
             return
-        self._path_seen(uplink, state, now)
+        self._count_after_send(self.after_send.path(uplink, state, now), now)
         self.policy.sample(uplink, now, state=state, srtt_ms=srtt_ms, rto_ms=rto_ms, cwnd=cwnd)
         self._drain_policy(now)
 
@@ -541,61 +535,25 @@ class GatewayLink(CoreOutputs):
 
     def abandoned_sent(self, stream: int, total: int, now: float) -> None:
         """The kernel's running count of `stream`'s messages abandoned after they were sent
-        (PR-SCTP lifetime over while unacknowledged). No send-failed event reports those
-        the peer's FORWARD-TSN acknowledgement frees, so without this they were lost
-        silently. The increase is held until confirmed (ABANDON_CONFIRM), then counted
-        `ttl_expired` against the service of the stream (the first, if several share it).
+        (PR-SCTP lifetime over while unacknowledged): no send-failed event reports those the
+        peer's FORWARD-TSN acknowledgement frees. Counted `ttl_expired` against the stream's
+        service (the first, if several share it) once confirmed (haig.core.abandonment).
         An upper bound: a message whose SACK was lost may have arrived."""
         if self.adm is None or stream == CRITICAL_STREAM:
             return
-        prev = self._abandoned.get(stream, 0)
-        self._abandoned[stream] = total
-        if total <= prev:
-            return
         for i, svc in enumerate(self.services):
             if not svc.critical and data_stream(i, False, N_STREAMS) == stream:
-                self._abandon_pending.append((now, svc.name, total - prev))
-                break
-        self._settle_abandoned(now)
+                self._count_after_send(self.after_send.total(stream, total, svc.name, now), now)
+                return
 
     def abandoned_confirmed(self, in_doubt: tuple[tuple[str, int], ...], now: float) -> None:
         """An old association ended gracefully (SHUTDOWN_COMPLETE: everything acknowledged,
         FORWARD-TSNs included): its in-doubt abandonments were freed silently, count them."""
-        for service, n in in_doubt:
+        self._count_after_send(in_doubt, now)
+
+    def _count_after_send(self, confirmed, now: float) -> None:
+        for service, n in confirmed:
             self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
-
-    @property
-    def abandoned_in_doubt(self) -> int:
-        return sum(n for _t, _s, n in self._abandon_pending)
-
-    def _path_seen(self, uplink: str, state: PathState, now: float) -> None:
-        if state is PathState.ACTIVE:
-            self._active_since.setdefault(uplink, now)
-        else:
-            self._active_since.pop(uplink, None)
-        self._settle_abandoned(now)
-
-    def _settle_abandoned(self, now: float) -> None:
-        """Count the pending abandonments some path has carried the association past:
-        ACTIVE for ABANDON_CONFIRM since both the abandonment and its stretch began."""
-        if not self._abandon_pending or not self._active_since:
-            return
-        since = min(self._active_since.values())
-        keep = []
-        for t, service, n in self._abandon_pending:
-            if now >= max(t, since) + ABANDON_CONFIRM:
-                self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
-            else:
-                keep.append((t, service, n))
-        self._abandon_pending = keep
-
-    def _take_in_doubt(self) -> tuple[tuple[str, int], ...]:
-        by: dict[str, int] = {}
-        for _t, service, n in self._abandon_pending:
-            by[service] = by.get(service, 0) + n
-        self._abandon_pending = []
-        self._active_since = {}
-        return tuple(by.items())
 
     def force_primary(self, uplink: str | None, now: float, duration_s: float) -> None:
         if uplink is not None and uplink not in self.by_name:

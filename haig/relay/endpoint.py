@@ -198,7 +198,7 @@ class Endpoint(RoleDriver):
         elif isinstance(it, AssocUp):
             core.association_up(it.assoc_id, now, self._source(it.assoc_id))
         elif isinstance(it, AssocGone):
-            core.association_gone(it.assoc_id, it.why, now)
+            core.association_gone(it.assoc_id, it.why, now, it.graceful)
         elif isinstance(it, sctp_driver.PathChange):
             core.path_state(it.assoc_id, it.addr, it.state, now)
         elif isinstance(it, sctp_driver.Abandoned):
@@ -223,6 +223,12 @@ class Endpoint(RoleDriver):
                 got = sctp_driver.path_info(self.sctp.sock, aid, a)
                 if got is not None:
                     self.core.path_sample(aid, a, got[0], got[1], now)
+            for stream in list(self.core.reply_streams(aid)):
+                try:
+                    n = sctp_opts.get_abandoned_sent(self.sctp.sock, aid, stream)
+                except OSError:
+                    break  # gone meanwhile: its teardown accounts for the rest
+                self.core.abandoned_sent(aid, stream, n, now)
 
     # -- targets ------------------------------------------------------------------------
 

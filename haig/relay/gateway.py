@@ -463,7 +463,7 @@ class Gateway(RoleDriver):
         elif isinstance(it, sctp_driver.Abandoned):
             self.core.abandoned_message(it.data, now)
         elif isinstance(it, AssocGone):
-            self.core.association_lost(it.why, now)
+            self.core.association_lost(it.why, now, it.graceful)
 
     def _sent(self, item: Outgoing) -> None:
         name = self.core.uplink_of(item.to) if item.to is not None else self.core.policy.primary

@@ -41,6 +41,7 @@ class AssocUp:
 class AssocGone:
     assoc_id: int
     why: str
+    graceful: bool = False  # SHUTDOWN: the kernel delivered (or skipped by FORWARD-TSN) all it held
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,14 @@ def translate(n: sctp_io.Notification) -> Item | None:
         if n.state in ("comm_up", "restart"):
             return AssocUp(n.assoc_id, n.state == "restart")
         if n.state in _GONE:
-            return AssocGone(n.assoc_id, _GONE[n.state])
+            return AssocGone(n.assoc_id, _GONE[n.state], n.state == "shutdown_comp")
         return None
     if isinstance(n, sctp_io.PeerAddrChange):
         return PathChange(n.assoc_id, n.addr, FROM_ADDR_CHANGE.get(n.state), n.state)
     if isinstance(n, sctp_io.SendFailed):
         return Abandoned(n.assoc_id, n.data)
     if n.type == sctp_io.SCTP_SHUTDOWN_EVENT:
-        return AssocGone(n.assoc_id, "peer shut the association down")
+        return AssocGone(n.assoc_id, "peer shut the association down", True)
     return None
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from haig.config.model import Peer
 from haig.core import drops, wire
+from haig.core.abandonment import CONFIRM as ABANDON_CONFIRM
 from haig.core.admission import Adm
 from haig.core.endpoint_session import ADMISSION_TIMEOUT as EP_ADMISSION_TIMEOUT
-from haig.core.gateway_link import ABANDON_CONFIRM, ADMISSION_TIMEOUT, Connect, Disconnect
+from haig.core.gateway_link import ADMISSION_TIMEOUT, Connect, Disconnect
 from haig.core.states import AssocState
 from tests.unit.relay_bench import (
     CLIENT,
@@ -378,9 +379,9 @@ def test_messages_abandoned_after_sending_are_counted_against_their_service():
     gw.abandoned_sent(stream, 0, t + 1.0)
     gw.abandoned_sent(stream, 3, t + 1.25)
     gw.abandoned_sent(stream, 3, t + 1.5)  # no change: nothing new
-    assert gw.abandoned_in_doubt == 3 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
+    assert gw.after_send.in_doubt == 3 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
     b.run_until(t + 1.25 + ABANDON_CONFIRM + 0.3)  # samples: both paths ACTIVE throughout
-    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 3 and gw.abandoned_in_doubt == 0
+    assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 3 and gw.after_send.in_doubt == 0
     gw.association_lost("test", b.now)
     b.run_until(b.now + 5)
     assert gw.admitted
@@ -401,11 +402,11 @@ def test_abandonments_of_an_association_that_dies_are_left_to_its_teardown():
     b.run_until(b.now + 0.5)
     gw.abandoned_sent(stream, 7, b.now)
     b.run_until(b.now + ABANDON_CONFIRM + 1)
-    assert gw.abandoned_in_doubt == 7 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
+    assert gw.after_send.in_doubt == 7 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
     gw.association_lost("all paths down", b.now)
     b.pump()
     (d,) = [a for a in b.gw_actions if isinstance(a, Disconnect)]
-    assert d.in_doubt == (("telemetry", 7),) and gw.abandoned_in_doubt == 0
+    assert d.in_doubt == (("telemetry", 7),) and gw.after_send.in_doubt == 0
     assert (drops.TTL_EXPIRED, "telemetry") not in b.drops()
     gw.abandoned_confirmed(d.in_doubt, b.now)  # it ended with SHUTDOWN_COMPLETE after all
     assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 7
@@ -422,9 +423,9 @@ def test_an_abandonment_is_confirmed_only_after_a_path_works_again_long_enough()
     b.lossy = set()  # the paths come back: from the next sample on, ACTIVE
     back = b.now
     b.run_until(back + ABANDON_CONFIRM - 0.5)
-    assert gw.abandoned_in_doubt == 2
+    assert gw.after_send.in_doubt == 2
     b.run_until(back + ABANDON_CONFIRM + 0.5)
-    assert gw.abandoned_in_doubt == 0 and b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 2
+    assert gw.after_send.in_doubt == 0 and b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 2
 
 
 def test_the_critical_stream_is_not_read_as_losses():
@@ -434,3 +435,18 @@ def test_the_critical_stream_is_not_read_as_losses():
     assert b.gw.abandon_streams() == []
     b.gw.abandoned_sent(1, 5, 1.0)
     assert drops.TTL_EXPIRED not in {r for r, _ in b.drops()}
+
+
+def test_a_graceful_end_counts_the_abandonments_in_doubt():
+    """A SHUTDOWN acknowledged everything, FORWARD-TSNs included: what was in doubt was
+    freed silently, so it is counted (and not handed to the close)."""
+    b = admitted()
+    gw = b.gw
+    (stream,) = gw.abandon_streams()
+    b.lossy = {DSL_EP, LTE_EP}
+    b.run_until(b.now + 0.5)
+    gw.abandoned_sent(stream, 5, b.now)
+    gw.association_lost("peer shut the association down", b.now, graceful=True)
+    b.pump()
+    (d,) = [a for a in b.gw_actions if isinstance(a, Disconnect)]
+    assert d.in_doubt == () and b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 5
