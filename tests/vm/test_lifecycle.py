@@ -21,11 +21,10 @@ from tests.testbed import faults
 
 # The fault classes: peer away at start / peer restart / own crash / all links away /
 # link switch and failback / address change / reload refused / endpoint reload.
-# Not here (yet): fallback_address. It fails on a known gap, not on emulation luck: messages
-# the kernel abandons by PR-SCTP lifetime *after sending them* raise no send-failed event
-# (docs/reliability.md, "Known gaps"); the matrix row shows it until haig counts them.
+# fallback_address is the row where messages the kernel abandons by PR-SCTP lifetime
+# *after sending them* matter most (no send-failed event: haig.core.abandonment).
 CASES = ["unreachable_at_start", "endpoint_sigkill", "gateway_sigkill", "both_down_20s",
-         "main_down_up", "main_address", "reload_unbindable", "endpoint_add_home"]
+         "main_down_up", "main_address", "fallback_address", "reload_unbindable", "endpoint_add_home"]
 
 
 @pytest.mark.parametrize("name", CASES)
