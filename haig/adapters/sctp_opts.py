@@ -29,6 +29,12 @@ SCTP_STREAM_SCHEDULER, SCTP_STREAM_SCHEDULER_VALUE = 123, 124  # Linux >= 4.15
 SCTP_SS_FCFS, SCTP_SS_PRIO, SCTP_SS_RR = 0, 1, 2
 SCTP_PR_STREAM_STATUS = 116  # Linux >= 4.7 (RFC 7496 4.4)
 SCTP_PR_SCTP_TTL = 0x10
+# SCTP-AUTH (RFC 4895, socket API RFC 6458 8.1.20-8.3.4; Linux >= 5.1 for AUTH_SUPPORTED)
+SCTP_AUTH_CHUNK, SCTP_AUTH_KEY, SCTP_AUTH_ACTIVE_KEY = 21, 23, 24
+SCTP_PEER_AUTH_CHUNKS = 26
+SCTP_AUTH_DEACTIVATE_KEY = 35
+SCTP_AUTH_SUPPORTED = 129
+CHUNK_DATA = 0
 
 SPP_HB_ENABLE, SPP_HB_DISABLE, SPP_HB_DEMAND = 1, 2, 4
 PR_SCTP_TTL = 0x10  # sinfo_flags bit selecting the timed-reliability policy
@@ -208,6 +214,37 @@ def get_abandoned_sent(sock, assoc_id: int, stream: int) -> int:
     says they are gone. 0 while the stream has carried nothing."""
     out = _get(sock, SCTP_PR_STREAM_STATUS, struct.pack("=iHHQQ", assoc_id, stream, SCTP_PR_SCTP_TTL, 0, 0))
     return struct.unpack_from("=iHHQQ", out)[4]
+
+
+def enable_auth(sock) -> None:
+    """SCTP-AUTH on this socket only (not the global net.sctp.auth_enable, which would
+    change every SCTP user of the host), with DATA chunks to be authenticated. Before
+    bind/connect: the chunk list travels in INIT / INIT-ACK."""
+    _set(sock, SCTP_AUTH_SUPPORTED, struct.pack("=iI", 0, 1))
+    _set(sock, SCTP_AUTH_CHUNK, struct.pack("=B", CHUNK_DATA))
+
+
+def add_auth_key(sock, assoc_id: int, number: int, key: bytes) -> None:
+    """Add (or replace) shared key `number` of the association; accepted on receipt at once.
+    EACCES when the peer does not do SCTP-AUTH."""
+    _set(sock, SCTP_AUTH_KEY, struct.pack("=iHH", assoc_id, number, len(key)) + key)
+
+
+def activate_auth_key(sock, assoc_id: int, number: int) -> None:
+    """Send with key `number` from now on (chunks already made keep theirs)."""
+    _set(sock, SCTP_AUTH_ACTIVE_KEY, struct.pack("=iH2x", assoc_id, number))
+
+
+def deactivate_auth_key(sock, assoc_id: int, number: int) -> None:
+    """Key `number` is no longer used to send, nor accepted on receipt (Linux >= 4.19)."""
+    _set(sock, SCTP_AUTH_DEACTIVATE_KEY, struct.pack("=iH2x", assoc_id, number))
+
+
+def peer_auth_chunks(sock, assoc_id: int) -> list[int]:
+    """The chunk types the peer requires to be authenticated (empty: no SCTP-AUTH)."""
+    raw = _get(sock, SCTP_PEER_AUTH_CHUNKS, struct.pack("=iI", assoc_id, 0) + bytes(32))
+    _, n = struct.unpack_from("=iI", raw)
+    return list(raw[8:8 + n])
 
 
 _HZ_CANDIDATES = (100, 250, 300, 1000)

@@ -43,6 +43,7 @@ class Main:
     queue: int = opt(256, 1, 65536, doc="datagrams queued per service and direction before the longest service queue loses its oldest (counted)")
     max_datagram: int = opt(65507, 64, 65507, doc="largest datagram carried; larger ones are dropped and counted")
     udp_port: int = opt(9899, 1, 65535, doc="local UDP port for SCTP-over-UDP (RFC 6951) when an uplink uses udp_encap")
+    require_auth: bool = opt(True, doc="refuse an association whose peer does not authenticate DATA with SCTP-AUTH (RFC 4895; keyed per association at admission, no global sysctl); 0 admits a peer without it (an older haig, a kernel before 5.1), with a warning")
     api_listen: str = opt("127.0.0.1:8990", doc="host:port of the JSON API and panel; '0' (or off/none) disables it, and the Config then holds ''")
     api_token: str = opt("", doc="token required by the API when api_listen is not loopback")
     log_level: str = opt("info", choices=("debug", "info", "warning", "error"), doc="log verbosity")

@@ -68,6 +68,14 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class AuthKey:
+    """Make `key` the association's SCTP-AUTH key 1, send with it and stop accepting the
+    null key 0 (the gateway already accepts key 1: it added it with its HELLO)."""
+    assoc_id: int
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Abort:
     assoc_id: int
 
@@ -91,7 +99,7 @@ class CloseTarget:
     flow_id: int
 
 
-Action = Tune | Abort | FollowPath | SamplePaths | CloseTarget
+Action = Tune | AuthKey | Abort | FollowPath | SamplePaths | CloseTarget
 
 
 @dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
@@ -120,6 +128,7 @@ class Session:
     admit_by: float | None = None
     version: int = 0
     source: str = "?"  # the peer's first address at COMM_UP (for the per-source cap)
+    auth: bool = True  # the peer authenticates DATA (SCTP-AUTH), as the driver found at COMM_UP
     # The kernel's abandoned-after-send counts of the replies (haig.core.abandonment), and
     # the non-critical streams replies have gone out on (stream -> service).
     after_send: AfterSend = field(default_factory=AfterSend)
@@ -194,8 +203,9 @@ class EndpointCore(CoreOutputs):
 
     # -- association lifecycle ----------------------------------------------------------
 
-    def association_up(self, assoc_id: int, now: float, source: str | None = None) -> None:
-        """`source`: the peer's (first) address, for the per-source cap on pending sessions."""
+    def association_up(self, assoc_id: int, now: float, source: str | None = None, auth: bool = True) -> None:
+        """`source`: the peer's (first) address, for the per-source cap on pending sessions;
+        `auth`: the peer authenticates DATA with SCTP-AUTH (see `require_auth`)."""
         old = self.sessions.get(assoc_id)
         if old is not None:
             self._end(old, "association restarted", now)
@@ -210,7 +220,7 @@ class EndpointCore(CoreOutputs):
             self._actions.append(Abort(assoc_id))
             return
         sess = Session(assoc_id, self._nonce(wire.NONCE), now, OutQueue(self.main.queue, self.ledger),
-                       admit_by=now + ADMISSION_TIMEOUT, source=src)
+                       admit_by=now + ADMISSION_TIMEOUT, source=src, auth=auth)
         self._pending[src] += 1
         self._unadmitted[assoc_id] = sess
         self.sessions[assoc_id] = sess
@@ -228,6 +238,13 @@ class EndpointCore(CoreOutputs):
             if graceful:
                 self._count_after_send(sess, in_doubt, now)
             self._end(sess, why, now)
+
+    def auth_failed(self, assoc_id: int, why: str, now: float) -> None:
+        """The driver could not install the association's key: end it (the gateway
+        re-associates) rather than run half-keyed."""
+        sess = self.sessions.get(assoc_id)
+        if sess is not None:
+            self._end(sess, f"cannot install the SCTP-AUTH key: {why}", now, abort=True)
 
     @property
     def pending(self) -> int:
@@ -325,6 +342,10 @@ class EndpointCore(CoreOutputs):
             return self._refuse(sess, hello.gateway_id, where, "gateway disabled", now)
         if not wire.hello_ok(peer.key, sess.challenge, hello):
             return self._refuse(sess, hello.gateway_id, where, "wrong key", now)
+        if not sess.auth and self.main.require_auth:
+            # Its INIT offered no SCTP-AUTH: an older haig, or a man in the middle who
+            # stripped it to inject DATA under the home's name.
+            return self._refuse(sess, hello.gateway_id, where, "no SCTP-AUTH (require_auth)", now)
         old = self.by_gateway.get(peer.name)
         if old is not None and old != sess.assoc_id and old in self.sessions:
             # The home re-associated (router reboot, new addresses): the old one is stale.
@@ -337,6 +358,8 @@ class EndpointCore(CoreOutputs):
         sess.flows = FlowTable(self.main.max_flows + CRITICAL_RESERVE, self.main.flow_idle, n_streams=N_STREAMS)
         self.by_gateway[peer.name] = sess.assoc_id
         accepted = tuple(s is not None for s in sess.services)
+        if sess.auth:  # before WELCOME is sent: it goes with the new key already
+            self._actions.append(AuthKey(sess.assoc_id, wire.auth_key(peer.key, sess.challenge, hello.nonce)))
         self._push(sess, control(wire.encode_welcome(peer.key, hello.nonce, sess.challenge, accepted),
                                  assoc_id=sess.assoc_id), now)
         missing = [n for n, s in zip(hello.services, sess.services, strict=False) if s is None]
@@ -370,7 +393,7 @@ class EndpointCore(CoreOutputs):
             if self.by_gateway.get(name) == sess.assoc_id:
                 del self.by_gateway[name]
                 self._status[name] = {"state": str(AssocState.DOWN), "reason": why, "paths": [],
-                                      "assoc_id": None, "primary": None}
+                                      "assoc_id": None, "primary": None, "auth": None}
             self._events.append(Event(now, ASSOC, name, "up", "down", f"gateway {name}: {why}"))
         if abort:
             self._actions.append(Abort(sess.assoc_id))
@@ -529,7 +552,8 @@ class EndpointCore(CoreOutputs):
                           "primary": bool(sess.primary and sess.primary[0] == addr)})
         self._status[sess.gateway.name] = {
             "state": str(AssocState.UP), "gateway_id": sess.gateway.name, "assoc_id": sess.assoc_id,
-            "paths": paths, "primary": sess.primary[0] if sess.primary else None, "reason": ""}
+            "paths": paths, "primary": sess.primary[0] if sess.primary else None, "reason": "",
+            "auth": sess.auth}
 
     def flows_view(self, now: float) -> list[dict[str, Any]]:
         out = []

@@ -21,7 +21,7 @@ import dataclasses
 import os
 import random
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from haig.config.model import Config, Uplink
@@ -86,11 +86,19 @@ class ProbeEndpoint:
 
 
 @dataclass(frozen=True)
+class AuthKey:
+    """Install the association's SCTP-AUTH key as key 1 (accepted on receipt at once);
+    `use`: also send with it and stop accepting the null key 0 (after WELCOME)."""
+    key: bytes = field(repr=False)
+    use: bool
+
+
+@dataclass(frozen=True)
 class Sample:
     """Read SCTP_GET_PEER_ADDR_INFO for every path and feed `path_sample`."""
 
 
-Action = Connect | Disconnect | ProbeEndpoint | Sample | SetPrimary | SetHeartbeat
+Action = Connect | Disconnect | ProbeEndpoint | Sample | AuthKey | SetPrimary | SetHeartbeat
 
 
 @dataclass(slots=True)  # not frozen: one per datagram, and frozen init costs 3x
@@ -131,6 +139,7 @@ class GatewayLink(CoreOutputs):
         self.adm: Admission | None = None  # None while there is no SCTP association
         self.accepted: tuple[bool, ...] = ()
         self.refusal: str | None = None
+        self.auth: bool | None = None  # the association's DATA is SCTP-AUTHenticated (None: no association)
         self.links: dict[str, bool] = {}  # link up per uplink, as last reported
         self.local: dict[str, str] = {u.name: u.local_address for u in self.uplinks}
         self.bound: tuple[str, ...] = ()  # local addresses of the current association
@@ -164,7 +173,8 @@ class GatewayLink(CoreOutputs):
         return self.adm is not None
 
     def association_view(self) -> dict[str, Any]:
-        return {"state": str(self.state), "reason": self.reason}
+        return {"state": str(self.state), "reason": self.reason,
+                "auth": self.auth if self.adm is not None else None}
 
     @staticmethod
     def has_standby(cfg: Config) -> bool:
@@ -255,11 +265,14 @@ class GatewayLink(CoreOutputs):
         self.bound = bind
         self._actions.append(Connect(peers, bind, encap))
 
-    def connected(self, now: float) -> None:
-        """The INIT handshake completed: admission starts (the endpoint speaks first)."""
+    def connected(self, now: float, auth: bool = True) -> None:
+        """The INIT handshake completed: admission starts (the endpoint speaks first).
+        `auth`: the endpoint authenticates DATA (SCTP-AUTH); without it the association
+        is given up if `require_auth` (a man in the middle may have stripped it)."""
         self._connecting = False
         self.adm = Admission(GATEWAY)
         self.refusal = None
+        self.auth = auth
         self._admit_by = now + ADMISSION_TIMEOUT
         self._next_sample = now
         self.after_send = AfterSend()  # per association: the kernel's counters start at 0
@@ -269,6 +282,15 @@ class GatewayLink(CoreOutputs):
         if self._connect_to is not self.choice.in_use:  # made while the choice moved on
             self._lose(f"associated with the {self._connect_to} endpoint, but the {self.choice.in_use} "
                        "is in use now", now, switched=True)
+        elif not auth and self.main.require_auth:
+            self.refusal = "the endpoint does not authenticate DATA (SCTP-AUTH) and require_auth is on"
+            self._events.append(Event(now, ASSOC, "haig", "authenticating", "refused", self.refusal))
+            self._lose(self.refusal, now)
+
+    def auth_failed(self, why: str, now: float) -> None:
+        """The driver could not install the association's key: start again (never run
+        half-keyed: the endpoint may already accept only the new key)."""
+        self._lose(f"cannot install the SCTP-AUTH key: {why}", now)
 
     def connect_failed(self, error: str, now: float) -> None:
         self._connecting = False
@@ -397,6 +419,8 @@ class GatewayLink(CoreOutputs):
     def _on_challenge(self, challenge: bytes, nxt: Adm) -> None:
         self._challenge = challenge
         self._nonce = self._nonce_source(wire.NONCE)
+        if self.auth:  # accepted from now on: the endpoint answers HELLO with it
+            self._actions.append(AuthKey(wire.auth_key(self.main.key, challenge, self._nonce), use=False))
         names = tuple(s.name for s in self.services)
         self.queue.push(control(wire.encode_hello(self.main.key, challenge, self.main.gateway_id,
                                                   self._nonce, names)), 0.0)
@@ -411,6 +435,8 @@ class GatewayLink(CoreOutputs):
             return
         self.adm.to(nxt)
         self._admit_by = None
+        if self.auth:  # before anything is sent: DATA from now on goes with the new key
+            self._actions.append(AuthKey(wire.auth_key(self.main.key, self._challenge, self._nonce), use=True))
         self.accepted = w.accepted
         for f in self.flows:  # a new association: the endpoint's flows start afresh
             if f.dedup is not None:

@@ -52,7 +52,7 @@ POLICY_FIELDS = (
 # Fields the daemon may set with update_uplink(); the rest come from config or counters.
 UPLINK_DYNAMIC = (*POLICY_FIELDS, "local_address", "endpoint_address", "udp_encap")
 _KEPT_ON_RELOAD = (*POLICY_FIELDS, "tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
-ASSOCIATION_FIELDS = ("state", "gateway_id", "assoc_id", "primary", "since", "reason", "paths")
+ASSOCIATION_FIELDS = ("state", "gateway_id", "assoc_id", "primary", "since", "reason", "paths", "auth")
 PATH_FIELDS = ("address", "uplink", "state", "srtt_ms", "rto_ms", "cwnd", "primary")
 # The gateway's `endpoint` object (GatewayLink.endpoint_view): which endpoint is in use.
 ENDPOINT_FIELDS = ("in_use", "standby", "address", "port", "addresses", "since", "reason", "down_since",
@@ -292,6 +292,7 @@ class StatusModel:
                     "since": None,
                     "reason": "",
                     "paths": [],
+                    "auth": None,
                 },
             )
             rec.update(fields)

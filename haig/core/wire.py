@@ -239,6 +239,18 @@ def welcome_ok(key: str, hello_nonce: bytes, challenge: bytes, w: Welcome) -> bo
     return hmac.compare_digest(welcome_mac(key, hello_nonce, challenge, w.accepted), w.mac)
 
 
+AUTH_KEY_INFO = b"haig sctp-auth v1"
+
+
+def auth_key(key: str, challenge: bytes, hello_nonce: bytes) -> bytes:
+    """The association's SCTP-AUTH key (32 bytes): HKDF-SHA256 (RFC 5869) of the shared key,
+    salted with both admission nonces, so every association has its own and none is
+    stored. Two HMACs: the stdlib has no HKDF, and pulling in a crypto library for that
+    would cost a router megabytes."""
+    prk = hmac.new(_nonce(challenge) + _nonce(hello_nonce), key.encode(), hashlib.sha256).digest()
+    return hmac.new(prk, AUTH_KEY_INFO + b"\x01", hashlib.sha256).digest()
+
+
 REASON_MAX = 200
 
 

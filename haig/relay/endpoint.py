@@ -23,6 +23,7 @@ from haig.core import drops
 from haig.core.endpoint_session import (
     N_STREAMS,
     Abort,
+    AuthKey,
     CloseTarget,
     Delivery,
     EndpointCore,
@@ -177,6 +178,12 @@ class Endpoint(RoleDriver):
                         "association %d: cannot tune: %s", a.assoc_id, e)
             if sctp_driver.STREAM_SCHEDULER:
                 sctp_driver.prioritise_streams(sock, a.assoc_id, N_STREAMS)
+        elif isinstance(a, AuthKey):
+            try:
+                sctp_driver.install_auth_key(sock, a.assoc_id, a.key, use=True)
+            except OSError as e:
+                log.error("association %d: cannot install the SCTP-AUTH key: %s", a.assoc_id, e)
+                self.core.auth_failed(a.assoc_id, str(e), self.clock.mono())
         elif isinstance(a, Abort):
             self.sctp.abort(a.assoc_id)
         elif isinstance(a, FollowPath):
@@ -196,7 +203,8 @@ class Endpoint(RoleDriver):
         if isinstance(it, Received):
             core.receive_message(it.assoc_id, it.data, it.addr, it.stream, now)
         elif isinstance(it, AssocUp):
-            core.association_up(it.assoc_id, now, self._source(it.assoc_id))
+            core.association_up(it.assoc_id, now, self._source(it.assoc_id),
+                                sctp_driver.peer_authenticates(self.sctp.sock, it.assoc_id))
         elif isinstance(it, AssocGone):
             core.association_gone(it.assoc_id, it.why, now, it.graceful)
         elif isinstance(it, sctp_driver.PathChange):

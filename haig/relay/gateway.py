@@ -26,6 +26,7 @@ from haig.core import drops
 from haig.core.datapath import Outgoing
 from haig.core.gateway_link import (
     N_STREAMS,
+    AuthKey,
     Connect,
     Disconnect,
     GatewayLink,
@@ -99,7 +100,7 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
 # Counting the kernel's abandoned-after-send messages (SCTP_PR_STREAM_STATUS, read with
 # each sample). Those still on the kernel's abandoned list when an association dies get a
 # send-failed event at teardown too: the core holds each increase until a path has been
-# ACTIVE long enough to have freed them (gateway_link.ABANDON_CONFIRM), else the teardown
+# ACTIVE long enough to have freed them (haig.core.abandonment), else the teardown
 # counts them (both_down_20s counted 851 for 753 lost when both counted).
 COUNT_ABANDONED_SENT = True
 UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
@@ -339,6 +340,12 @@ class Gateway(RoleDriver):
                 self.sctp = None
         elif isinstance(a, Sample):
             self._sample()
+        elif isinstance(a, AuthKey) and self.sctp is not None:
+            try:
+                sctp_driver.install_auth_key(self.sctp.sock, 0, a.key, a.use)
+            except OSError as e:
+                log.error("cannot install the SCTP-AUTH key: %s", e)
+                self.core.auth_failed(str(e), self.clock.mono())
         elif isinstance(a, SetPrimary | SetHeartbeat | SetPathThresholds) and self.sctp is not None:
             u = self.core.by_name[a.uplink]
             addr = self.core.path_to(u)
@@ -409,8 +416,10 @@ class Gateway(RoleDriver):
             return
         finally:
             self._connecting = None
-        log.info("association up to %s (local %s)", ", ".join(p[0] for p in c.peers), ", ".join(c.bind))
-        self.guard(self.core.connected, self.clock.mono())
+        auth = sctp_driver.peer_authenticates(self.sctp.sock, 0)
+        log.log(logging.INFO if auth else logging.WARNING, "association up to %s (local %s)%s",
+                ", ".join(p[0] for p in c.peers), ", ".join(c.bind), "" if auth else ": the endpoint does no SCTP-AUTH")
+        self.guard(self.core.connected, self.clock.mono(), auth)
 
     async def _probe(self, p: ProbeEndpoint) -> None:
         """Does the primary endpoint answer? A handshake on a socket of its own, closed at

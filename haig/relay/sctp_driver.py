@@ -97,6 +97,27 @@ def tune_socket(raw: socket.socket, m: Main, n_streams: int, **initmsg: Any) -> 
     sctp_opts.set_delayed_sack(raw, 0, sctp_opts.sack_delay_for(m.rto_min))
     sctp_opts.set_nodelay(raw)
     sctp_io.subscribe(raw)
+    try:
+        sctp_opts.enable_auth(raw)
+    except OSError as e:  # a kernel before 5.1: no per-socket SCTP-AUTH (peers with require_auth refuse)
+        log.warning("SCTP-AUTH unavailable on this kernel: %s", e)
+
+
+def peer_authenticates(raw: socket.socket, assoc_id: int) -> bool:
+    """Whether the peer of the association requires DATA to be SCTP-AUTHenticated (and so
+    takes part: the kernel then authenticates ours too, RFC 4895 6.2)."""
+    try:
+        return sctp_opts.CHUNK_DATA in sctp_opts.peer_auth_chunks(raw, assoc_id)
+    except OSError:
+        return False
+
+
+def install_auth_key(raw: socket.socket, assoc_id: int, key: bytes, use: bool) -> None:
+    """Key 1 of the association; `use`: send with it and refuse the null key 0 from now on."""
+    sctp_opts.add_auth_key(raw, assoc_id, 1, key)
+    if use:
+        sctp_opts.activate_auth_key(raw, assoc_id, 1)
+        sctp_opts.deactivate_auth_key(raw, assoc_id, 0)
 
 
 # Off: with SCTP_SS_PRIO on its associations (Debian's 6.1 kernel, TCG VM) the test bed

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from haig.adapters import sctp_io, sctp_opts
 from haig.core import wire
 from haig.core.endpoint_session import PENDING_MAX, PENDING_PER_SOURCE
+from haig.relay import sctp_driver
 
 SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
@@ -70,6 +71,7 @@ class Home:
     sock: socket.socket
     state: str = "connecting"  # connecting → challenged → admitted | refused | failed
     nonce: bytes = b""
+    auth_key: bytes = b""  # SCTP-AUTH key 1, as a gateway derives it at admission
     sent: int = 0
     next_flow: int = 3
 
@@ -114,6 +116,7 @@ def _open(connect: tuple[str, int], source: str | None = None) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     sctp_opts.set_initmsg(s, 16, 16)
     sctp_opts.set_nodelay(s)  # as the gateway does: no Nagle-style hold of small messages
+    sctp_opts.enable_auth(s)  # and SCTP-AUTH (the endpoint's require_auth refuses a home without)
     s.setblocking(False)
     if source is not None:
         s.bind((source, 0))  # one address per home: its INIT lists only this one
@@ -151,9 +154,12 @@ def _on_message(h: Home, msg: bytes, mode: str, st: Stats, now_ns: int) -> None:
         gw = home_id(h.index) if mode != "unknown" else f"nobody-{os.getpid()}-{h.index}"
         h.nonce = os.urandom(wire.NONCE)
         hello = wire.encode_hello(home_key(h.index), challenge, gw, h.nonce, SERVICES)
+        h.auth_key = wire.auth_key(home_key(h.index), challenge, h.nonce)
+        sctp_driver.install_auth_key(h.sock, 0, h.auth_key, use=False)  # the gateway's order
         sctp_io.send(h.sock, hello, stream=0, unordered=False)
         _set(h, "challenged", mode, st)
     elif typ == wire.WELCOME:
+        sctp_driver.install_auth_key(h.sock, 0, h.auth_key, use=True)
         _set(h, "admitted", mode, st)
         st.admitted += 1
     elif typ == wire.REFUSED:

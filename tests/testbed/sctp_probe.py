@@ -94,15 +94,19 @@ def send_every(sock: sctp.sctpsocket, interval: float, stop: threading.Event, re
 
 
 def pair(gw_ns, ep_ns, gw_addrs: list[str], ep_addrs: list[str], port: int,
-         rto: tuple[int, int, int] | None = None):
+         rto: tuple[int, int, int] | None = None, auth: bool = False):
     """A one-to-one association gw → ep, multihomed on both ends. Returns (client, server
-    conn, listener)."""
+    conn, listener). `auth`: both sockets offer SCTP-AUTH for DATA, as haig's do."""
     with ep_ns.enter():
         lst = sctp.sctpsocket_tcp(socket.AF_INET)
+        if auth:
+            sctp_opts.enable_auth(lst)
         lst.bindx([(a, port) for a in ep_addrs])
         lst.listen(5)
     with gw_ns.enter():
         cli = sctp.sctpsocket_tcp(socket.AF_INET)
+        if auth:
+            sctp_opts.enable_auth(cli)
         cli.bindx([(a, 0) for a in gw_addrs])
         if rto:
             sctp_opts.set_rtoinfo(cli, 0, *rto)  # initial, max, min

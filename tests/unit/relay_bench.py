@@ -46,6 +46,7 @@ class Bench:
     assoc_id: int = 1
     up: bool = False
     lossy: set = field(default_factory=set)  # endpoint addresses whose path drops everything
+    auth: bool = True  # both ends' INIT offer SCTP-AUTH (what the drivers read at COMM_UP)
     delivered_to_clients: list = field(default_factory=list)
     delivered_to_targets: list = field(default_factory=list)
     events: list = field(default_factory=list)
@@ -108,8 +109,8 @@ class Bench:
     def _associate(self) -> None:
         self.up = True
         self.assoc_id += 1
-        self.gw.connected(self.now)
-        self.ep.association_up(self.assoc_id, self.now)
+        self.gw.connected(self.now, self.auth)
+        self.ep.association_up(self.assoc_id, self.now, auth=self.auth)
         for u in ("dsl", "lte"):
             self.gw.path_sample(u, PathState.ACTIVE, self.now, srtt_ms=10, rto_ms=200, cwnd=4380)
         for addr in (DSL_GW, LTE_GW):

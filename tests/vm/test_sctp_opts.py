@@ -83,3 +83,68 @@ def test_stream_priorities_follow_the_stream_plan(topo):
     finally:
         for s in (cli, conn, lst):
             s.close()
+
+
+def _arrives(sock, want: bytes, timeout: float) -> bool:
+    from haig.adapters import sctp_io
+
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sctp_io.receive(sock)
+        if isinstance(got, sctp_io.Received) and got.data == want:
+            return True
+        if got is None:
+            time.sleep(0.05)
+    return False
+
+
+def test_sctp_auth_keys_switch_in_haig_order_and_the_null_key_is_refused(topo):
+    """SCTP-AUTH per socket (the global net.sctp.auth_enable untouched) and the key switch
+    of the two cores (haig.core.gateway_link / endpoint_session AuthKey): the gateway adds
+    key 1 with its HELLO, the endpoint switches to it (retiring the null key 0) before
+    WELCOME, the gateway switches after WELCOME. A DATA chunk still under the null key
+    once the endpoint switched is dropped by the kernel: what an injector on the path,
+    who knows the verification tags but not the key, would send."""
+    import os
+
+    from haig.adapters import sctp_io
+    from haig.relay import sctp_driver
+
+    main = topo.links[MAIN]
+    sysctl = topo.gw.run("sysctl -n net.sctp.auth_enable").stdout
+    key = os.urandom(32)
+    cli, conn, lst = sctp_probe.pair(topo.gw, topo.ep, [main.gw_addr], [main.ep_addr], 7103,
+                                     rto=(700, 1500, 60), auth=True)
+    try:
+        assert sctp_driver.peer_authenticates(cli, 0) and sctp_driver.peer_authenticates(conn, 0)
+        sctp_driver.install_auth_key(cli, 0, key, use=False)  # gateway: with its HELLO
+        sctp_driver.install_auth_key(conn, 0, key, use=True)  # endpoint: before WELCOME
+        sctp_io.send(conn, b"welcome")
+        assert _arrives(cli, b"welcome", 20), "the gateway did not accept key 1 before using it"
+        sctp_driver.install_auth_key(cli, 0, key, use=True)  # gateway: after WELCOME
+        sctp_io.send(cli, b"data")
+        assert _arrives(conn, b"data", 20)
+        sctp_io.send(conn, b"reply")
+        assert _arrives(cli, b"reply", 20)
+    finally:
+        for s in (cli, conn, lst):
+            s.close()
+    # The null key after the endpoint's switch: never delivered.
+    cli, conn, lst = sctp_probe.pair(topo.gw, topo.ep, [main.gw_addr], [main.ep_addr], 7104,
+                                     rto=(700, 1500, 60), auth=True)
+    try:
+        sctp_driver.install_auth_key(conn, 0, key, use=True)
+        sctp_io.send(cli, b"injected")  # still under key 0
+        assert not _arrives(conn, b"injected", 5), "DATA under the retired null key was delivered"
+    finally:
+        for s in (cli, conn, lst):
+            s.close()
+    # Without SCTP-AUTH on one side the peer sees no DATA authentication (require_auth refuses it).
+    cli, conn, lst = sctp_probe.pair(topo.gw, topo.ep, [main.gw_addr], [main.ep_addr], 7105, rto=(700, 1500, 60))
+    try:
+        assert not sctp_driver.peer_authenticates(cli, 0) and not sctp_driver.peer_authenticates(conn, 0)
+    finally:
+        for s in (cli, conn, lst):
+            s.close()
+    assert topo.gw.run("sysctl -n net.sctp.auth_enable").stdout == sysctl

@@ -103,6 +103,10 @@ return view.extend({
 		o = intOption(s, 'advanced', 'max_datagram', _('Largest datagram (bytes)'), 64, 65507, 65507);
 		o = intOption(s, 'advanced', 'udp_port', _('SCTP-over-UDP local port'), 1, 65535, 9899,
 			_('Used when an uplink has UDP encapsulation on (RFC 6951).'));
+		o = s.taboption('advanced', form.Flag, 'require_auth', _('Require SCTP-AUTH'),
+			_('Refuse a peer that does not authenticate its data with SCTP-AUTH (keyed per association at admission). Turn off only for an older haig on the other end.'));
+		o.default = '1';
+		o.rmempty = false;
 
 		o = s.taboption('advanced', form.Value, 'api_listen', _('API and panel address'),
 			_('host:port of the JSON API and status panel; "off" disables them.'));
