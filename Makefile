@@ -45,9 +45,11 @@ define Package/haig
   # python3-urllib (the CLI's HTTP client) brings email.* on every release: a
   # dependency of its own up to 24.10, merged into python3-urllib on master.
   # python3-pyroute2: the feed's 0.7.x is enough (sync netlink fallback).
+  # kmod-crypto-sha1/-sha256: SCTP-AUTH's HMACs (kmod-sctp brings only md5 + hmac, for
+  # its cookies); without them the kernel refuses SCTP_AUTH_SUPPORTED on the socket.
   DEPENDS:=+python3-light +python3-asyncio +python3-logging +python3-ctypes \
 	+python3-urllib +python3-pyroute2 +python3-ubus +python3-pysctp \
-	+kmod-sctp
+	+kmod-sctp +kmod-crypto-sha1 +kmod-crypto-sha256
 endef
 
 define Package/haig-api

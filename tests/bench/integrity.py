@@ -23,16 +23,10 @@ import os
 import select
 import socket
 import statistics
-import struct
 import sys
 import time
 from pathlib import Path
 
-SOL_SCTP = 132
-SCTP_AUTH_CHUNK, SCTP_AUTH_KEY, SCTP_AUTH_ACTIVE_KEY = 21, 23, 24
-SCTP_PEER_AUTH_CHUNKS = 26
-SCTP_AUTH_SUPPORTED = 129
-CHUNK_DATA = 0
 KEY = os.urandom(32)
 
 
@@ -67,28 +61,25 @@ def mac_costs(n: int = 20000, runs: int = 5) -> list[tuple[str, int, float]]:
 # -- SCTP-AUTH ---------------------------------------------------------------------
 
 
-def _set(s: socket.socket, opt: int, data: bytes) -> None:
-    s.setsockopt(SOL_SCTP, opt, data)
-
-
 def _auth_socket(kind: int) -> socket.socket:
+    from haig.adapters import sctp_opts
+
     s = socket.socket(socket.AF_INET, kind, socket.IPPROTO_SCTP)
-    _set(s, SCTP_AUTH_SUPPORTED, struct.pack("=iI", 0, 1))
-    _set(s, SCTP_AUTH_CHUNK, struct.pack("=B", CHUNK_DATA))
+    sctp_opts.enable_auth(s)  # what haig's sockets do (haig.relay.sctp_driver.tune_socket)
     return s
 
 
 def _install_key(s: socket.socket, assoc_id: int, number: int, key: bytes) -> None:
-    _set(s, SCTP_AUTH_KEY, struct.pack("=iHH", assoc_id, number, len(key)) + key)
-    _set(s, SCTP_AUTH_ACTIVE_KEY, struct.pack("=iH2x", assoc_id, number))
+    from haig.adapters import sctp_opts
+
+    sctp_opts.add_auth_key(s, assoc_id, number, key)
+    sctp_opts.activate_auth_key(s, assoc_id, number)
 
 
 def _peer_chunks(s: socket.socket, assoc_id: int) -> list[int]:
-    from haig.adapters.sctp_opts import _get  # getsockopt with an input buffer (the assoc id)
+    from haig.adapters import sctp_opts
 
-    raw = _get(s, SCTP_PEER_AUTH_CHUNKS, struct.pack("=iI", assoc_id, 0) + bytes(32))
-    _, n = struct.unpack_from("=iI", raw)
-    return list(raw[8:8 + n])
+    return sctp_opts.peer_auth_chunks(s, assoc_id)
 
 
 def _assoc_id_on_server(srv: socket.socket, timeout: float = 5.0) -> int:

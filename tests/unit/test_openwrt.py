@@ -21,7 +21,7 @@ KNOWN_PACKAGES = {
     "python3-codecs", "python3-decimal", "python3-multiprocessing",
     "python3-openssl", "python3-uuid", "python3-xml", "python3-sqlite3", "python3-unittest",
     "python3-pyroute2", "python3-flask", "python3-werkzeug", "python3-ubus", "python3-pysctp",
-    "libsctp", "kmod-sctp", "luci-base", "haig",
+    "libsctp", "kmod-sctp", "kmod-crypto-sha1", "kmod-crypto-sha256", "luci-base", "haig",
 }
 
 # Standard-library modules that python3-light lacks, and the package that has
