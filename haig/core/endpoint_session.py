@@ -477,14 +477,15 @@ class EndpointCore(CoreOutputs):
                                   copy, self.abandoned, assoc_id=assoc_id):
             self._push(sess, item, now)
 
-    def target_failed(self, assoc_id: int, flow_id: int, reason: str, now: float) -> None:
-        """The driver could not open or send to a flow's target."""
+    def target_failed(self, assoc_id: int, flow_id: int, reason: str, now: float, n: int = 1) -> None:
+        """The driver could not open or send to a flow's target, or (rcvbuf_full) the
+        kernel dropped `n` of its replies at the target socket's full buffer."""
         sess = self.sessions.get(assoc_id)
         flow = sess.flows.get(flow_id) if sess is not None and sess.flows is not None else None
         svc = flow.service if flow is not None else ""
         if flow is not None:
-            flow.drops += 1
-        self.ledger.count(reason, svc, critical=bool(flow and flow.critical), now=now)
+            flow.drops += n
+        self.ledger.count(reason, svc, n, critical=bool(flow and flow.critical), now=now)
 
     def send_failed(self, item: Outgoing, reason: str, now: float) -> None:
         if item.is_data:

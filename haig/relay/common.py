@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,26 @@ def family_of(host: str) -> int:
 
 
 UDP_RCVBUF = 1 << 20  # absorb bursts while the loop is busy (a router CPU, a TCG VM)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: the socket's drop count with each datagram
+OVFL_SPACE = socket.CMSG_SPACE(4)  # recvmsg's ancillary room for it
+
+
+def count_overflows(s: socket.socket) -> None:
+    """Datagrams the kernel drops at a full receive buffer (our loop too slow for a burst)
+    never reach us: with SO_RXQ_OVFL each datagram read brings the socket's running drop
+    count (once it is non-zero), so they can be counted (`new_drops`)."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    except OSError:
+        pass
+
+
+def overflow_total(anc: list) -> int | None:
+    """The running drop count in a recvmsg's ancillary data, or None."""
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(raw) >= 4:
+            return int.from_bytes(raw[:4], sys.byteorder)
+    return None
 
 
 def grow_rcvbuf(s: socket.socket, size: int = UDP_RCVBUF) -> None:

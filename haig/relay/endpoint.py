@@ -33,7 +33,15 @@ from haig.core.endpoint_session import (
 )
 from haig.core.status import StatusModel
 from haig.relay import fd_budget, sctp_driver
-from haig.relay.common import Clock, ensure_udp_encap_port, family_of, udp_socket
+from haig.relay.common import (
+    OVFL_SPACE,
+    Clock,
+    count_overflows,
+    ensure_udp_encap_port,
+    family_of,
+    overflow_total,
+    udp_socket,
+)
 from haig.relay.role import RoleDriver
 from haig.relay.sctp_driver import AssocGone, AssocUp, Received, SctpDriver
 
@@ -54,6 +62,7 @@ class Endpoint(RoleDriver):
         self.sctp: SctpDriver | None = None
         self._wrapper: Any = None  # pysctp's socket object (owns the fd)
         self._targets: dict[tuple[int, int], socket.socket] = {}  # (assoc, gateway flow) -> UDP
+        self._overflows: dict[tuple[int, int], int] = {}  # the kernel's drop count per target socket
         self._resolved: dict[str, tuple[str, int]] = {}
         self._next_flows = 0.0
         self._pump_queued = False  # a pump is queued behind the target sockets' callbacks
@@ -253,6 +262,7 @@ class Endpoint(RoleDriver):
                                         drops.FD_BUDGET if out_of_fds else drops.SEND_FAILED, self.clock.mono())
                 return
             self._targets[key] = s
+            count_overflows(s)  # replies the kernel drops at a full buffer get counted
             asyncio.get_running_loop().add_reader(s.fileno(), self._from_target, s, key)
         try:
             s.send(d.payload)
@@ -266,11 +276,17 @@ class Endpoint(RoleDriver):
             now = self.clock.mono()
             for _ in range(TARGET_READ_BATCH):
                 try:
-                    data = s.recv(65535)
+                    data, anc, _flags, _addr = s.recvmsg(65535, OVFL_SPACE)
                 except BlockingIOError:
                     return
                 except OSError:
                     return  # ICMP error from the target; nothing to relay
+                if anc:
+                    total = overflow_total(anc)
+                    if total is not None and total > self._overflows.get(key, 0):
+                        self.core.target_failed(key[0], key[1], drops.RCVBUF_FULL, now,
+                                                total - self._overflows.get(key, 0))
+                        self._overflows[key] = total
                 self.core.receive_from_target(key[0], key[1], data, now)
 
         # No pump per target socket: with thousands of flows the loop wakes with many
@@ -286,6 +302,7 @@ class Endpoint(RoleDriver):
         self.after_batch()
 
     def _close_target(self, assoc_id: int, flow_id: int) -> None:
+        self._overflows.pop((assoc_id, flow_id), None)
         s = self._targets.pop((assoc_id, flow_id), None)
         if s is not None:
             with contextlib.suppress(Exception):

@@ -14,7 +14,6 @@ import errno
 import logging
 import os
 import socket
-import sys
 from typing import Any
 
 import sctp
@@ -36,7 +35,15 @@ from haig.core.gateway_link import (
 from haig.core.policy import SetHeartbeat, SetPathThresholds, SetPrimary
 from haig.core.status import POLICY_FIELDS, StatusModel
 from haig.relay import sctp_driver
-from haig.relay.common import Clock, ensure_udp_encap_port, family_of, grow_rcvbuf
+from haig.relay.common import (
+    OVFL_SPACE,
+    Clock,
+    count_overflows,
+    ensure_udp_encap_port,
+    family_of,
+    grow_rcvbuf,
+    overflow_total,
+)
 from haig.relay.role import RoleDriver
 from haig.relay.sctp_close import CLOSE_TIMEOUT, ClosingAssociation
 from haig.relay.sctp_driver import AssocGone, Received, SctpDriver
@@ -104,8 +111,6 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
 # counts them (both_down_20s counted 851 for 753 lost when both counted).
 COUNT_ABANDONED_SENT = True
 UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: the socket's drop count with each datagram
-_OVFL_SPACE = socket.CMSG_SPACE(4)
 
 
 class _Listener:
@@ -116,12 +121,8 @@ class _Listener:
     def __init__(self, gw: Gateway, index: int, listen: str, sock: socket.socket) -> None:
         self.gw, self.index, self.listen, self.sock = gw, index, listen, sock
         self.closed = False
-        # Datagrams the kernel drops at a full receive buffer (our loop too slow for a
-        # burst) never reach us: SO_RXQ_OVFL hands over the socket's running drop count
-        # with the next datagram read (only once it is non-zero), so they are counted.
-        self.dropped = 0
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        self.dropped = 0  # the kernel's running drop count at a full buffer (common.count_overflows)
+        count_overflows(sock)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -132,7 +133,7 @@ class _Listener:
         receive, now = gw.core.receive_datagram, gw.clock.mono()
         for _ in range(UDP_READ_BATCH):
             try:
-                data, anc, _flags, addr = recvmsg(65535, _OVFL_SPACE)
+                data, anc, _flags, addr = recvmsg(65535, OVFL_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -146,12 +147,10 @@ class _Listener:
             receive(index, addr, data, now)
 
     def _overflowed(self, anc: list, now: float) -> None:
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(raw) >= 4:
-                total = int.from_bytes(raw[:4], sys.byteorder)
-                if total > self.dropped:
-                    self.gw.core.drop(drops.RCVBUF_FULL, self.index, now, total - self.dropped)
-                    self.dropped = total
+        total = overflow_total(anc)
+        if total is not None and total > self.dropped:
+            self.gw.core.drop(drops.RCVBUF_FULL, self.index, now, total - self.dropped)
+            self.dropped = total
 
     def sendto(self, data: bytes, addr: Any) -> None:
         """A reply to a client: UDP, so a full socket buffer or an error loses it (counted)."""
