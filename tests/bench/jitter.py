@@ -24,16 +24,16 @@ import time
 from haig.adapters import sctp_io
 from tests.bench import probe
 from tests.testbed import topology, traffic
+from tests.testbed.faults import LTE_JITTER
 from tests.testbed.haig_procs import Haig, Service, endpoint_config, gateway_config, paths_active
 from tests.testbed.topology import FALLBACK, MAIN
 
-JITTER = "delay 200ms 40ms 25% rate 3500kbit limit 10000"
+JITTER = LTE_JITTER
 _port = iter(range(9400, 9499))
 
 
 def jitter_fallback(topo) -> None:
-    fb = topo.links[FALLBACK]
-    topo.gw.run(f"tc qdisc change dev {fb.gw_dev} root netem {JITTER}")
+    topo.impair.shape_fallback(JITTER)
 
 
 def kernel_row(topo, name: str, seconds: float) -> dict:

@@ -27,7 +27,8 @@ HEADER = ("| fault | verdict | ECG gap s | echo back s | lost: ECG / alarm / ech
           "| counted by haig | events | tracebacks | exits | notes |")
 SEP = "|" + "---|" * 10
 QUICK_NOTE = (" With `--quick` the long faults are shortened (titles give the full form): endpoint "
-              "away 10 s, both uplinks down 10 s and 30 s, flapping 20 s, loss windows 15 s, soak 1 min.")
+              "away 10 s, both uplinks down 10 s and 30 s, flapping 20 s, loss windows 15 s, main down "
+              "30 s under jitter, soak 1 min.")
 
 
 def _f(v: float | None) -> str:

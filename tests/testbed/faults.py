@@ -553,14 +553,40 @@ def main_down_up(bed: Bed, quick: bool) -> None:
     _count_switches(bed)
 
 
-def _count_switches(bed: Bed) -> None:
+def _count_switches(bed: Bed) -> int | None:
     try:
         evs = bed.gw.haig.events()
     except (RuntimeError, ValueError):
-        return
+        return None
     t0 = bed.events0.get("gw", 0)
     n = sum(1 for e in evs if e.get("t", 0) >= t0 and e.get("kind") in ("failover", "failback"))
     bed.notes.append(f"{n} switches (failover/failback)")
+    return n
+
+
+LTE_JITTER = "delay 200ms 40ms 25% rate 3500kbit limit 10000"  # as tests/bench/jitter.py
+
+
+def jittery_fallback(bed: Bed, quick: bool) -> None:
+    """Main down for minutes while the LTE-like fallback jitters (netem 200 ms ± 40 ms,
+    25 % correlated): jitter must not pass for failure. Exactly one failover and one
+    failback, else the row fails (a PF-driven switch while the fallback carries)."""
+    imp = bed.topo.impair
+    imp.shape_fallback(LTE_JITTER)
+    try:
+        _settle(bed)
+        bed.fault_at = imp.down(MAIN).asked
+        time.sleep(_dur(quick, 180, 30))
+        bed.restored_at = imp.up(MAIN).effective
+        back = bed.wait_status(bed.gw, _on_main, HOLD_DOWN + 30)
+        bed.timings["failback_s"] = time.monotonic() - bed.restored_at
+        if not back:
+            bed.notes.append("traffic not back on main")
+    finally:
+        imp.shape_fallback(None)
+    n = _count_switches(bed)
+    if n is not None and n > 2:
+        raise AssertionError(f"{n} switches: jitter on the fallback passed for failure")
 
 
 def main_flapping(bed: Bed, quick: bool) -> None:
@@ -766,6 +792,7 @@ FAULTS: dict[str, Fault] = {
     "loss_upstream": Fault(loss_upstream, "30 % loss gateway->endpoint only"),
     "loss_downstream": Fault(loss_downstream, "30 % loss endpoint->gateway only"),
     "fallback_then_main": Fault(fallback_down_then_main, "fallback down/up while on main, then main fails"),
+    "jittery_fallback": Fault(jittery_fallback, "main down 3 min, LTE-like jitter on the fallback"),
     "main_address": Fault(main_address_replaced, "main uplink's address replaced", {"gw_uplinks": NO_LOCAL}),
     "fallback_address": Fault(fallback_address_replaced, "fallback's address replaced while carrying",
                               {"gw_uplinks": NO_LOCAL}),

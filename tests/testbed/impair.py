@@ -30,6 +30,7 @@ class Impairments:
         self.log: list[Change] = []
         self._loss: dict[str, float] = {}
         self._down: set[str] = set()
+        self._shaped = False  # the fallback's shaping replaced (shape_fallback)
 
     def _apply(self, what: str, link: str, cmds: list[tuple[object, str]]) -> Change:
         t0 = time.monotonic()
@@ -68,6 +69,17 @@ class Impairments:
         self._loss[link] = 100.0  # anything non-zero: clear() resets it
         return ch
 
+    def shape_fallback(self, spec: str | None) -> Change:
+        """Replace the fallback's gateway-side netem (delay, jitter, rate), e.g. LTE-like
+        jitter `delay 200ms 40ms 25% rate 3500kbit limit 10000`; None restores the bed's
+        own shaping (clear() does too)."""
+        lk = self.topo.links["fallback"]
+        spec = spec or self.topo.fallback_shape
+        ch = self._apply(f"fallback shaped {spec}", "fallback",
+                         [(self.topo.gw, f"tc qdisc change dev {lk.gw_dev} root netem {spec}")])
+        self._shaped = spec != self.topo.fallback_shape
+        return ch
+
     def down(self, link: str) -> Change:
         """Carrier loss as the router sees it: the gateway's end goes down."""
         lk = self.topo.links[link]
@@ -101,6 +113,8 @@ class Impairments:
         """Undo every impairment (called in finally)."""
         for link in list(self._down):
             self.up(link)
+        if self._shaped:
+            self.shape_fallback(None)
         for link, pct in list(self._loss.items()):
             if pct:
                 self.loss(link, 0)

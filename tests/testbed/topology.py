@@ -58,6 +58,7 @@ class Topology:
     ep_lan_addr: str = "10.2.0.1"
     impair: Impairments = None  # type: ignore[assignment]
     standby: Standby | None = None
+    fallback_shape: str = "delay 200ms rate 3500kbit limit 10000"  # its gateway-side netem
 
     @property
     def namespaces(self) -> list[Netns]:
@@ -155,8 +156,8 @@ def build(fallback_delay_ms: int = 200, fallback_rate: str = "3500kbit",
         topo.ep.run(f"tc qdisc add dev {main.ep_dev} root netem delay 0ms limit 10000")
         # Fallback: the report's 3G shaping (200 ms + 3.5 Mbit/s) on the gateway, rate limit back.
         fb = topo.links[FALLBACK]
-        topo.gw.run(f"tc qdisc add dev {fb.gw_dev} root netem delay {fallback_delay_ms}ms "
-                    f"rate {fallback_rate} limit 10000")
+        topo.fallback_shape = f"delay {fallback_delay_ms}ms rate {fallback_rate} limit 10000"
+        topo.gw.run(f"tc qdisc add dev {fb.gw_dev} root netem {topo.fallback_shape}")
         topo.ep.run(f"tc qdisc add dev {fb.ep_dev} root netem rate {fallback_rate} limit 10000")
         for ns in (topo.gw, topo.ep):
             ns.sysctl("net.ipv4.ip_forward", 1)
