@@ -247,8 +247,9 @@ def format_status(s: dict[str, Any]) -> str:
             )
             since = _when(a["since"]) if a["since"] else "-"
             name = a["gateway_id"] or a["key"] if s["role"] == "endpoint" else a["key"]
-            rows.append([name, a["state"], since, paths or "-"])
-        out.append(table(["ASSOCIATION", "STATE", "SINCE", "PATHS (* = primary)"], rows))
+            auth = {True: "on", False: "OFF"}.get(a.get("auth"), "-")  # SCTP-AUTH of its DATA
+            rows.append([name, a["state"], auth, since, paths or "-"])
+        out.append(table(["ASSOCIATION", "STATE", "AUTH", "SINCE", "PATHS (* = primary)"], rows))
         out.append("")
     if s.get("endpoint"):
         out.append(format_endpoint(s["endpoint"]))

@@ -272,13 +272,14 @@ return view.extend({
 		const rows = (st.associations || []).map(a => [
 			txt(a.key),
 			txt(a.state),
+			txt(a.auth === true ? _('on') : a.auth === false ? _('off') : '-'),
 			txt(this.when(a.since)),
 			txt(a.primary || '-'),
 			txt((a.paths || []).map(p => '%s (%s)'.format(p.address, p.state)).join(', ') || '-')
 		]);
 		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
-				_('Peer'), _('State'), _('Since'), _('Primary path'), _('Paths')
+				_('Peer'), _('State'), _('SCTP-AUTH'), _('Since'), _('Primary path'), _('Paths')
 			].map(t => E('th', { 'class': 'th' }, t)))
 		]);
 
