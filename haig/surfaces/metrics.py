@@ -11,6 +11,7 @@ Families (label `home` = gateway id on an endpoint, "endpoint" on a gateway):
   haig_home_up{home}                           1 when the association is up
   haig_home_association_age_seconds{home}      since the association came up
   haig_home_on_backup{home}                    1 when its primary path is not its first
+  haig_home_authenticated{home}                1 when its DATA is SCTP-AUTHenticated (0: not; absent: no association)
   haig_path_up{home,address}                   1 when the path is active
   haig_path_state{home,address,state}          1 for the path's current state
   haig_path_primary{home,address}
@@ -117,6 +118,8 @@ class StatusCollector(Collector):  # type: ignore[misc,valid-type]
                                 labels=["home"])
         backup = GaugeMetricFamily("haig_home_on_backup", "1 when the home is on a backup path",
                                    labels=["home"])
+        authed = GaugeMetricFamily("haig_home_authenticated",
+                                   "1 when the home's DATA is authenticated by SCTP-AUTH", labels=["home"])
         p_up = GaugeMetricFamily("haig_path_up", "1 when the path is active", labels=["home", "address"])
         p_state = GaugeMetricFamily("haig_path_state", "the path's current state",
                                     labels=["home", "address", "state"])
@@ -138,6 +141,8 @@ class StatusCollector(Collector):  # type: ignore[misc,valid-type]
             if a["state"] == "up" and a.get("since"):
                 age.add_metric([home], max(0.0, now - a["since"]))
             backup.add_metric([home], 1 if on_backup(a) else 0)
+            if a.get("auth") is not None:
+                authed.add_metric([home], 1 if a["auth"] else 0)
             for p in a.get("paths") or []:
                 lab = [home, p["address"]]
                 p_up.add_metric(lab, 1 if p["state"] == "active" else 0)
@@ -155,7 +160,7 @@ class StatusCollector(Collector):  # type: ignore[misc,valid-type]
                 tx.add_metric([home], flow_bytes[home][1])
         for st, n in sorted(by_state.items()):
             homes.add_metric([st], n)
-        yield from (homes, up, age, backup, p_up, p_state, p_prim, p_srtt, p_rto, rx, tx)
+        yield from (homes, up, age, backup, authed, p_up, p_state, p_prim, p_srtt, p_rto, rx, tx)
 
         if s["uplinks"]:
             u_up = GaugeMetricFamily("haig_uplink_up", "1 when the uplink is healthy", labels=["uplink"])
