@@ -16,7 +16,11 @@ Rules
   "active" report after link up (notification or periodic sample) does.
 * **Suspect**: an uplink that went pf / unreachable / removed or lost its link is suspect
   until it has been healthy continuously for `hold_down` seconds; any new failure restarts
-  that clock. An uplink that never failed (just confirmed at start) is not suspect.
+  that clock, and so does a probe lost below the PF threshold: a sampled RTO that has
+  doubled (RTO_BACKOFF) over the lowest one seen in the stretch is the kernel's backoff
+  after a timeout (a lossy line passing the hold-down on lucky heartbeats, then failing
+  again, is the flip-flop). An uplink that never failed (just confirmed at start) is not
+  suspect.
 * **Failover** (primary unhealthy): immediately to the best healthy uplink, ranked
   (suspect last, then lowest metric, then config order).
 * **Jitter is not failure**: the hold-down is bypassed (traffic moved to a suspect
@@ -136,6 +140,7 @@ Action = SetPrimary | SetHeartbeat | SetPathThresholds
 
 
 PROBE_HB_MS = 100  # heartbeat on a recovering (suspect) uplink, ms
+RTO_BACKOFF = 2.0  # a sampled RTO this many times the stretch's lowest: a timed-out probe
 DEFAULT_RTO_MS = 1000.0  # RFC 4960 initial RTO: a path's RTO before any sample
 PF_GRACE_MIN_S, PF_GRACE_MAX_S = 0.5, 5.0  # bounds of the PF grace of a carrying path
 JITTER_FRACTION = 0.5  # RTT variation to expect on a path, as a fraction of its srtt
@@ -149,7 +154,7 @@ class _Path:
     __slots__ = (
         "cfg", "index", "state", "link_up", "since", "healthy_since", "suspect",
         "srtt_ms", "rto_ms", "cwnd", "hb_applied", "pf_since", "srtt_avg", "srtt_dev",
-        "samples", "pf_relaxed", "thr_applied",
+        "samples", "pf_relaxed", "thr_applied", "rto_base",
     )
 
     def __init__(self, cfg: Uplink, index: int, now: float) -> None:
@@ -165,6 +170,7 @@ class _Path:
         self.cwnd: int | None = None
         self.hb_applied: int | None = None
         self.pf_since: float | None = None  # when the path last went PF (while PF)
+        self.rto_base: float | None = None  # lowest RTO sampled in the current healthy stretch
         self.srtt_avg: float | None = None  # EWMA of srtt samples, ms
         self.srtt_dev = 0.0  # EWMA of |sample - srtt_avg|, ms
         self.samples = 0
@@ -291,6 +297,11 @@ class PathPolicy:
         cause = ""
         if state != p.state:
             cause = self._set_state(p, state, now, f"{p.name} {_STATE_TEXT[state]} (sampled)")
+        elif p.suspect and p.healthy and rto_ms:
+            if p.rto_base is None or rto_ms < p.rto_base:
+                p.rto_base = rto_ms
+            elif rto_ms >= RTO_BACKOFF * p.rto_base:  # a probe timed out: prove it again
+                p.healthy_since, p.rto_base = now, rto_ms
         self._step(now, cause)
 
     def link(self, uplink: str, up: bool, now: float, reason: str = "") -> None:
@@ -501,9 +512,9 @@ class PathPolicy:
     @staticmethod
     def _track_health(p: _Path, was_healthy: bool, now: float) -> None:
         if p.healthy and not was_healthy:
-            p.healthy_since = now
+            p.healthy_since, p.rto_base = now, None
         elif not p.healthy:
-            p.healthy_since = None
+            p.healthy_since = p.rto_base = None
 
     def _step(self, now: float, cause: str) -> None:
         self._now = now

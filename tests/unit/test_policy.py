@@ -126,6 +126,33 @@ def test_hold_down_restarts_on_pf():
     assert fb.t == pytest.approx(26.0 + HOLD)
 
 
+def test_a_probe_lost_below_the_pf_threshold_restarts_the_hold_down():
+    """A lossy line can pass the hold-down on heartbeats that happen to get through, then
+    fail again (the flip-flop). A timed-out probe that did not reach the PF threshold
+    still shows: the kernel doubles the path's RTO. That restarts the hold-down."""
+    tl = started()
+    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    for t in (11.5, 12.0, 12.5):
+        tl.sample("wan", "active", t, srtt_ms=4, rto_ms=100)
+    tl.sample("wan", "active", 20.0, srtt_ms=4, rto_ms=200)  # backed off: a probe was lost
+    tl.sample("wan", "active", 20.5, srtt_ms=4, rto_ms=100)
+    tl.at(11.0 + HOLD + 1)
+    assert tl.p.primary == "lte"
+    tl.at(100.0)
+    (fb,) = tl.kinds(FAILBACK)
+    assert fb.t == pytest.approx(20.0 + HOLD)
+
+
+def test_an_rto_that_only_varies_does_not_restart_the_hold_down():
+    tl = started()
+    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    for i, rto in enumerate((900, 400, 250, 300, 350, 280)):  # settling after the failure, jitter
+        tl.sample("wan", "active", 11.5 + i, srtt_ms=120, rto_ms=rto)
+    tl.at(100.0)
+    (fb,) = tl.kinds(FAILBACK)
+    assert fb.t == pytest.approx(11.0 + HOLD)
+
+
 def test_hold_down_zero_fails_back_at_once():
     tl = started(hold_down=0.0)
     tl.state("wan", "pf", 10.0).state("wan", "active", 10.5)
