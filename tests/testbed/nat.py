@@ -102,7 +102,9 @@ def change_external_port(carrier: Netns, ports: str = "40000-40999") -> None:
     from pyroute2 import Conntrack  # in the dev venv (requirements-dev.txt)
 
     carrier.run("nft flush chain ip carrier postrouting")
-    carrier.run(f"nft add rule ip carrier postrouting oifname wan0 masquerade to :{ports}")
+    # a port range needs the transport protocol matched first (nft refuses it otherwise)
+    carrier.run(f"nft add rule ip carrier postrouting oifname wan0 meta l4proto udp masquerade to :{ports}")
+    carrier.run("nft add rule ip carrier postrouting oifname wan0 masquerade")
     with carrier.enter():
         ct = Conntrack()
         try:
