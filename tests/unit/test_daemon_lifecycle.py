@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 
@@ -117,7 +118,9 @@ def test_overlapping_reloads_leave_exactly_one_relay(daemon):
 def test_sighup_during_start_up_does_not_kill_haig():
     code = ("import os, signal, time, haig.cli as c; os.kill(os.getpid(), signal.SIGHUP); "
             "time.sleep(0.1); print(c.take_early_hup(), c.take_early_hup())")
+    # SIGHUP at its default in the child (a run under nohup inherits SIG_IGN, which haig keeps)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ), check=False)
+                         env=dict(os.environ), check=False,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False"]

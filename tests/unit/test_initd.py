@@ -300,8 +300,10 @@ def _wrapper_under_hup(tmp_path, argv: list[str]) -> subprocess.CompletedProcess
         "    print('survived', sys.modules.get('ssl', 'unset'))\n"
         "    return 0\n")
     wrapper = Path(__file__).resolve().parents[2] / "files/usr/bin/haig"
+    # SIGHUP at its default in the child: under nohup (SIG_IGN inherited) nothing would die
     return subprocess.run([sys.executable, "-S", str(wrapper), *argv], env={"PYTHONPATH": str(tmp_path)},
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def test_an_early_sighup_does_not_kill_the_daemon(tmp_path):
