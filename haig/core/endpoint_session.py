@@ -236,7 +236,7 @@ class EndpointCore(CoreOutputs):
         if sess is not None:
             in_doubt = sess.after_send.take_in_doubt()
             if graceful:
-                self._count_after_send(sess, in_doubt, now)
+                self._count_after_send(in_doubt, now)
             self._end(sess, why, now)
 
     def auth_failed(self, assoc_id: int, why: str, now: float) -> None:
@@ -513,7 +513,7 @@ class EndpointCore(CoreOutputs):
         sess = self.sessions.get(assoc_id)
         if sess is not None and state is not None:
             sess.paths[addr[0]] = state
-            self._count_after_send(sess, sess.after_send.path(addr[0], state, now), now)
+            self._count_after_send(sess.after_send.path(addr[0], state, now), now)
             self._changed(sess)
 
     def path_sample(self, assoc_id: int, addr: tuple, state: PathState, info: Any, now: float) -> None:
@@ -521,7 +521,7 @@ class EndpointCore(CoreOutputs):
         if sess is not None:
             sess.paths[addr[0]] = state
             sess.infos[addr[0]] = info
-            self._count_after_send(sess, sess.after_send.path(addr[0], state, now), now)
+            self._count_after_send(sess.after_send.path(addr[0], state, now), now)
             self._changed(sess)
 
     def reply_streams(self, assoc_id: int) -> dict[int, str]:
@@ -534,10 +534,9 @@ class EndpointCore(CoreOutputs):
         (no send-failed event for those a FORWARD-TSN frees): `ttl_expired` once confirmed."""
         sess = self.sessions.get(assoc_id)
         if sess is not None and stream in sess.reply_streams:
-            self._count_after_send(
-                sess, sess.after_send.total(stream, total, sess.reply_streams[stream], now), now)
+            self._count_after_send(sess.after_send.total(stream, total, sess.reply_streams[stream], now), now)
 
-    def _count_after_send(self, sess: Session, confirmed, now: float) -> None:
+    def _count_after_send(self, confirmed, now: float) -> None:
         for service, n in confirmed:
             self.ledger.count(drops.TTL_EXPIRED, service, n, now=now)
 

@@ -30,7 +30,6 @@ from haig.core.abandonment import AfterSend
 from haig.core.admission import GATEWAY, Adm, Admission, IllegalMessage
 from haig.core.backoff import Backoff
 from haig.core.datapath import (
-    CRITICAL_STREAM,
     Abandoned,
     Outgoing,
     OutQueue,
@@ -115,7 +114,7 @@ class GatewayLink(CoreOutputs):
         self.cfg, self.main = cfg, cfg.main
         self.uplinks: list[Uplink] = list(cfg.uplinks)
         self.services = [s for s in cfg.services if s.listen]
-        self._abandon_streams = self._streams_to_read()
+        self._abandon_streams = self._streams_to_read()  # stream -> its (first) service
         self.by_name = {u.name: u for u in self.uplinks}
         # Both endpoints' addresses name the uplink they are reached over (all distinct).
         self.by_addr = {a: u for u in self.uplinks for a in (u.endpoint_address, u.standby_address) if a}
@@ -151,6 +150,7 @@ class GatewayLink(CoreOutputs):
         self.after_send = AfterSend()  # the kernel's abandoned-after-send counts (haig.core.abandonment)
         self._challenge: bytes | None = None
         self._nonce = b""
+        self._auth_key = b""  # this association's SCTP-AUTH key, derived with the HELLO
         self._last_failure = ""
         self.version = 0  # moves when association_view() changes
 
@@ -420,7 +420,8 @@ class GatewayLink(CoreOutputs):
         self._challenge = challenge
         self._nonce = self._nonce_source(wire.NONCE)
         if self.auth:  # accepted from now on: the endpoint answers HELLO with it
-            self._actions.append(AuthKey(wire.auth_key(self.main.key, challenge, self._nonce), use=False))
+            self._auth_key = wire.auth_key(self.main.key, challenge, self._nonce)
+            self._actions.append(AuthKey(self._auth_key, use=False))
         names = tuple(s.name for s in self.services)
         self.queue.push(control(wire.encode_hello(self.main.key, challenge, self.main.gateway_id,
                                                   self._nonce, names)), 0.0)
@@ -436,7 +437,7 @@ class GatewayLink(CoreOutputs):
         self.adm.to(nxt)
         self._admit_by = None
         if self.auth:  # before anything is sent: DATA from now on goes with the new key
-            self._actions.append(AuthKey(wire.auth_key(self.main.key, self._challenge, self._nonce), use=True))
+            self._actions.append(AuthKey(self._auth_key, use=True))
         self.accepted = w.accepted
         for f in self.flows:  # a new association: the endpoint's flows start afresh
             if f.dedup is not None:
@@ -552,12 +553,17 @@ class GatewayLink(CoreOutputs):
 
     def abandon_streams(self) -> list[int]:
         """The streams whose abandoned-after-send count the driver reads with each sample."""
-        return self._abandon_streams
+        return list(self._abandon_streams)
 
-    def _streams_to_read(self) -> list[int]:
-        """Each non-critical service's own stream. Not the critical stream: there a lifetime
-        also abandons copies whose twin arrived on the other path: no loss count."""
-        return sorted({data_stream(i, False, N_STREAMS) for i, s in enumerate(self.services) if not s.critical})
+    def _streams_to_read(self) -> dict[int, str]:
+        """Each non-critical service's own stream, with the (first) service on it. Not the
+        critical stream: there a lifetime also abandons copies whose twin arrived on the
+        other path: no loss count."""
+        out: dict[int, str] = {}
+        for i, s in enumerate(self.services):
+            if not s.critical:
+                out.setdefault(data_stream(i, False, N_STREAMS), s.name)
+        return dict(sorted(out.items()))
 
     def abandoned_sent(self, stream: int, total: int, now: float) -> None:
         """The kernel's running count of `stream`'s messages abandoned after they were sent
@@ -565,12 +571,9 @@ class GatewayLink(CoreOutputs):
         peer's FORWARD-TSN acknowledgement frees. Counted `ttl_expired` against the stream's
         service (the first, if several share it) once confirmed (haig.core.abandonment).
         An upper bound: a message whose SACK was lost may have arrived."""
-        if self.adm is None or stream == CRITICAL_STREAM:
-            return
-        for i, svc in enumerate(self.services):
-            if not svc.critical and data_stream(i, False, N_STREAMS) == stream:
-                self._count_after_send(self.after_send.total(stream, total, svc.name, now), now)
-                return
+        service = self._abandon_streams.get(stream) if self.adm is not None else None
+        if service is not None:
+            self._count_after_send(self.after_send.total(stream, total, service, now), now)
 
     def abandoned_confirmed(self, in_doubt: tuple[tuple[str, int], ...], now: float) -> None:
         """An old association ended gracefully (SHUTDOWN_COMPLETE: everything acknowledged,

@@ -49,7 +49,7 @@ OVFL_SPACE = socket.CMSG_SPACE(4)  # recvmsg's ancillary room for it
 def count_overflows(s: socket.socket) -> None:
     """Datagrams the kernel drops at a full receive buffer (our loop too slow for a burst)
     never reach us: with SO_RXQ_OVFL each datagram read brings the socket's running drop
-    count (once it is non-zero), so they can be counted (`new_drops`)."""
+    count (once it is non-zero), so they can be counted (`overflow_total`)."""
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
     except OSError:

@@ -282,10 +282,9 @@ class Endpoint(RoleDriver):
                 except OSError:
                     return  # ICMP error from the target; nothing to relay
                 if anc:
-                    total = overflow_total(anc)
-                    if total is not None and total > self._overflows.get(key, 0):
-                        self.core.target_failed(key[0], key[1], drops.RCVBUF_FULL, now,
-                                                total - self._overflows.get(key, 0))
+                    total, seen = overflow_total(anc), self._overflows.get(key, 0)
+                    if total is not None and total > seen:
+                        self.core.target_failed(key[0], key[1], drops.RCVBUF_FULL, now, total - seen)
                         self._overflows[key] = total
                 self.core.receive_from_target(key[0], key[1], data, now)
 

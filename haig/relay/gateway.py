@@ -104,12 +104,6 @@ async def _handshake(m: Any, wrapper: Any, peers: tuple, bind: tuple) -> None:
     await _connectx(wrapper, wrapper.sock(), list(peers), (INIT_ATTEMPTS + 1) * m.rto_max / 1000 + CONNECT_SLACK)
 
 
-# Counting the kernel's abandoned-after-send messages (SCTP_PR_STREAM_STATUS, read with
-# each sample). Those still on the kernel's abandoned list when an association dies get a
-# send-failed event at teardown too: the core holds each increase until a path has been
-# ACTIVE long enough to have freed them (haig.core.abandonment), else the teardown
-# counts them (both_down_20s counted 851 for 753 lost when both counted).
-COUNT_ABANDONED_SENT = True
 UDP_READ_BATCH = 64  # datagrams read from one listener per wake-up, then one pump
 
 
@@ -506,7 +500,9 @@ class Gateway(RoleDriver):
             self.core.path_sample(u.name, state, now, srtt_ms=info.srtt_ms, rto_ms=info.rto_ms, cwnd=info.cwnd)
             view = self.core.policy.uplink_view(u.name, now)
             self.status.update_uplink(u.name, **{k: v for k, v in view.items() if k in POLICY_FIELDS})
-        for stream in (self.core.abandon_streams() if COUNT_ABANDONED_SENT else ()):
+        # The kernel's abandoned-after-send counts (no send-failed event for those): the
+        # core holds each increase until it is sure it is no teardown's (haig.core.abandonment).
+        for stream in self.core.abandon_streams():
             try:
                 n = sctp_opts.get_abandoned_sent(self.sctp.sock, 0, stream)
             except OSError:

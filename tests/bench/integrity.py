@@ -76,12 +76,6 @@ def _install_key(s: socket.socket, assoc_id: int, number: int, key: bytes) -> No
     sctp_opts.activate_auth_key(s, assoc_id, number)
 
 
-def _peer_chunks(s: socket.socket, assoc_id: int) -> list[int]:
-    from haig.adapters import sctp_opts
-
-    return sctp_opts.peer_auth_chunks(s, assoc_id)
-
-
 def _assoc_id_on_server(srv: socket.socket, timeout: float = 5.0) -> int:
     from haig.adapters import sctp_io
 
@@ -136,7 +130,9 @@ def sctp_auth_probe() -> dict:
     out["per_socket_auth"] = ("ok: SCTP_AUTH_SUPPORTED + SCTP_AUTH_CHUNK(DATA) per socket, "
                               "SCTP_AUTH_KEY/ACTIVE_KEY on the server's assoc id, sysctl untouched")
     try:
-        out["peer_auth_chunks"] = _peer_chunks(srv, aid)
+        from haig.adapters import sctp_opts
+
+        out["peer_auth_chunks"] = sctp_opts.peer_auth_chunks(srv, aid)
     except OSError as e:
         out["peer_auth_chunks"] = f"failed: {e}"
     cli.send(b"hello-authenticated")

@@ -390,17 +390,23 @@ def test_messages_abandoned_after_sending_are_counted_against_their_service():
     assert b.drops()[(drops.TTL_EXPIRED, "telemetry")] == 4
 
 
+def abandoned_while_paths_fail(n: int):
+    """An admitted gateway whose every sample says PF from now on, and the kernel's count
+    of one service's messages abandoned after sending at `n`."""
+    b = admitted()
+    (stream,) = b.gw.abandon_streams()
+    b.lossy = {DSL_EP, LTE_EP}
+    b.run_until(b.now + 0.5)
+    b.gw.abandoned_sent(stream, n, b.now)
+    return b, b.gw
+
+
 def test_abandonments_of_an_association_that_dies_are_left_to_its_teardown():
     """Abandoned while no path works: still on the kernel's abandoned list when the
     association dies, so its teardown (send-failed events, SCTP_STATUS) counts them;
     counted here as well they were counted twice (both_down_20s: 851 for 753 lost).
     The Disconnect carries them, for the driver to confirm at a graceful SHUTDOWN."""
-    b = admitted()
-    gw = b.gw
-    (stream,) = gw.abandon_streams()
-    b.lossy = {DSL_EP, LTE_EP}  # every sample says PF from now on
-    b.run_until(b.now + 0.5)
-    gw.abandoned_sent(stream, 7, b.now)
+    b, gw = abandoned_while_paths_fail(7)
     b.run_until(b.now + ABANDON_CONFIRM + 1)
     assert gw.after_send.in_doubt == 7 and (drops.TTL_EXPIRED, "telemetry") not in b.drops()
     gw.association_lost("all paths down", b.now)
@@ -413,12 +419,7 @@ def test_abandonments_of_an_association_that_dies_are_left_to_its_teardown():
 
 
 def test_an_abandonment_is_confirmed_only_after_a_path_works_again_long_enough():
-    b = admitted()
-    gw = b.gw
-    (stream,) = gw.abandon_streams()
-    b.lossy = {DSL_EP, LTE_EP}
-    b.run_until(b.now + 0.5)
-    gw.abandoned_sent(stream, 2, b.now)
+    b, gw = abandoned_while_paths_fail(2)
     b.run_until(b.now + 10)
     b.lossy = set()  # the paths come back: from the next sample on, ACTIVE
     back = b.now
@@ -440,12 +441,7 @@ def test_the_critical_stream_is_not_read_as_losses():
 def test_a_graceful_end_counts_the_abandonments_in_doubt():
     """A SHUTDOWN acknowledged everything, FORWARD-TSNs included: what was in doubt was
     freed silently, so it is counted (and not handed to the close)."""
-    b = admitted()
-    gw = b.gw
-    (stream,) = gw.abandon_streams()
-    b.lossy = {DSL_EP, LTE_EP}
-    b.run_until(b.now + 0.5)
-    gw.abandoned_sent(stream, 5, b.now)
+    b, gw = abandoned_while_paths_fail(5)
     gw.association_lost("peer shut the association down", b.now, graceful=True)
     b.pump()
     (d,) = [a for a in b.gw_actions if isinstance(a, Disconnect)]
