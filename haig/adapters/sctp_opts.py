@@ -107,9 +107,9 @@ def set_nodelay(sock, on: bool = True) -> None:
 
 
 def set_delayed_sack(sock, assoc_id: int, delay_ms: int, freq: int = 2) -> None:
-    """SACK delay below rto_min: with the kernel's 200 ms default a lone message (an
+    """SACK delay well below rto_min: with the kernel's 200 ms default a lone message (an
     idle path's first datagram, a control message) is SACKed only after its T3 timer
-    (RTO 100 ms) fired, so the path goes PF with no loss at all — a flip-flop source."""
+    (RTO 40 ms) fired, so the path goes PF with no loss at all — a flip-flop source."""
     _set(sock, SCTP_DELAYED_SACK, struct.pack("=iII", assoc_id, delay_ms, freq))
 
 
@@ -118,9 +118,15 @@ def get_delayed_sack(sock, assoc_id: int) -> tuple[int, int]:
     return delay, freq
 
 
+SACK_DELAY_MIN_MS = 5  # about one jiffy at HZ=250: the kernel cannot time less
+SACK_DELAY_MAX_MS = 200  # the kernel's default; never delay more than it would
+
+
 def sack_delay_for(rto_min_ms: int) -> int:
-    """Half the smallest RTO, within the kernel's 1..500 ms range."""
-    return max(1, min(200, rto_min_ms // 2))
+    """A quarter of the smallest RTO, so the peer's delayed SACK leaves three quarters of
+    the T3 timer for the round trip: a late SACK alone cannot make a good path PF (at
+    rto_min 40 a half would leave 20 ms, a few jiffies of scheduling under load)."""
+    return max(SACK_DELAY_MIN_MS, min(SACK_DELAY_MAX_MS, rto_min_ms // 4))
 
 
 def set_paddr_params(sock, assoc_id: int, addr: tuple[str, int] | None, hbinterval_ms: int,

@@ -35,7 +35,7 @@ class Main:
     standby_hold_down: int = opt(30, 0, 86400, doc="gateway role: seconds the primary endpoint must keep answering probes, while the standby is in use, before the gateway returns to it")
     bind: tuple[str, ...] = opt((), doc="endpoint role: local addresses of the endpoint's SCTP socket (one per uplink it serves)")
     rto_initial: int = opt(1000, 10, 60000, doc="SCTP RTO initial, ms (per association)")
-    rto_min: int = opt(100, 10, 60000, doc="SCTP RTO minimum, ms (per association)")
+    rto_min: int = opt(40, 10, 60000, doc="SCTP RTO minimum, ms (per association); the SACK delay follows it (a quarter, at least 5 ms)")
     rto_max: int = opt(1000, 10, 60000, doc="SCTP RTO maximum, ms (per association)")
     hold_down: int = opt(30, 0, 86400, doc="seconds the preferred uplink must stay healthy before traffic returns to it")
     flow_idle: int = opt(120, 5, 86400, doc="seconds without traffic after which a UDP flow is forgotten")

@@ -521,3 +521,17 @@ def test_failed_getsockopt_raises_oserror_not_a_crash():
             "except OSError as e:\n    print('OSError', e.errno)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0 and out.stdout.startswith("OSError"), (out.returncode, out.stderr)
+
+
+def test_sack_delay_is_a_quarter_of_rto_min_within_bounds():
+    from haig.config.model import Main
+
+    shipped = Main().rto_min
+    assert sctp_opts.sack_delay_for(shipped) == shipped // 4 == 10
+    assert sctp_opts.sack_delay_for(100) == 25
+    assert sctp_opts.sack_delay_for(10) == sctp_opts.SACK_DELAY_MIN_MS  # never 0 (kernel default)
+    assert sctp_opts.sack_delay_for(60000) == sctp_opts.SACK_DELAY_MAX_MS
+    # A lone message's SACK, delayed at most this, arrives well inside the smallest T3
+    # timer whenever the round trip fits three quarters of it.
+    for rto_min in range(10, 3001):
+        assert sctp_opts.sack_delay_for(rto_min) <= max(rto_min // 4, sctp_opts.SACK_DELAY_MIN_MS) < rto_min

@@ -150,7 +150,7 @@ def test_first_boot_fills_placeholders_and_second_run_changes_nothing(router, sh
     assert re.fullmatch(r"gw_[a-z0-9]{12}", gid), gid
     assert re.fullmatch(r"[A-Za-z0-9]{32}", key), key
     # the rest of the shipped file is untouched
-    assert router.get("enabled") == "0" and router.get("rto_min") == "100"
+    assert router.get("enabled") == "0" and router.get("rto_min") == "40"
 
     after_first = router.cfg.read_bytes()
     router.reset_log()

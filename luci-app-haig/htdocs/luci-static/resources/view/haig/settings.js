@@ -71,14 +71,14 @@ return view.extend({
 		o = intOption(s, 'timing', 'rto_initial', _('Initial RTO (ms)'), 10, 60000, 1000,
 			_('Retransmission timeout before the first round-trip is measured.'));
 		o.validate = function(section_id, value) {
-			const min = this.section.formvalue(section_id, 'rto_min') || '100';
+			const min = this.section.formvalue(section_id, 'rto_min') || '40';
 			const max = this.section.formvalue(section_id, 'rto_max') || '1000';
 			if (value !== '' && (+value < +min || +value > +max))
 				return _('Must be between the minimum and the maximum RTO');
 			return true;
 		};
-		o = intOption(s, 'timing', 'rto_min', _('Minimum RTO (ms)'), 10, 60000, 100,
-			_('Lower bound of the retransmission timeout: lower means faster failover.'));
+		o = intOption(s, 'timing', 'rto_min', _('Minimum RTO (ms)'), 10, 60000, 40,
+			_('Lower bound of the retransmission timeout: lower means faster failover. The SACK delay follows it (a quarter of it).'));
 		o.validate = function(section_id, value) {
 			const max = this.section.formvalue(section_id, 'rto_max') || '1000';
 			if (value !== '' && +value > +max)
