@@ -23,14 +23,22 @@ Rules
   suspect.
 * **Failover** (primary unhealthy): immediately to the best healthy uplink, ranked
   (suspect last, then lowest metric, then config order).
-* **Jitter is not failure**: the hold-down is bypassed (traffic moved to a suspect
-  uplink) only when the carrying path really failed: unreachable, removed, link down, or
-  potentially failed for longer than its grace `pf_grace_s()` = 2 x (RTO + srtt) of that
-  path (a T3 timeout caused by a late SACK clears with the next answered heartbeat,
-  which on a PF path comes after one backed-off RTO and one round trip). A PF that
-  clears within its grace leaves the primary where it is (the kernel meanwhile sends on
-  another active path by itself). With a settled alternative the failover stays
-  immediate: the grace only protects a hold-down.
+* **Jitter is not failure**: the primary moves off the carrying path only when it
+  really failed: unreachable, removed, link down, or potentially failed for longer than
+  its grace `pf_grace_s()` = 2 x (RTO + srtt) of that path, clamped to 0.5..5 s (a T3
+  timeout caused by a late SACK clears with the next answered heartbeat, which on a PF
+  path comes after one backed-off RTO and one round trip). A PF that clears within its
+  grace leaves SetPrimary where it is, whatever the alternative: holding it costs no
+  gap, because the kernel itself stops sending on a PF transport and uses another active
+  one (net/sctp/associola.c, sctp_select_active_and_retran_path skips PF transports and
+  takes the primary only while it is active), and returns to the primary when it is
+  active again; switching would cost a PATH round and a failback hold-down on what was
+  one late SACK. `get_timer()` returns the grace end, so the failover happens exactly
+  there. Towards a settled alternative, PFs of the primary less than one grace apart
+  (from one clearing to the next PF) are one episode, and the grace runs from the
+  episode's start (`pf_episode`): a path toggling PF/active every few hundred ms cannot
+  re-arm it forever. Towards a suspect alternative (inside its hold-down) each PF has
+  its own grace (moving there bypasses a hold-down, so only a long PF justifies it).
 * **Per-path thresholds**: from the samples (srtt and RTO every few hundred ms) the
   policy estimates how far a path's RTO is above its RTT (headroom = RTO - srtt) against
   the jitter it has shown (half its srtt, or 4 x the mean deviation of its srtt samples,
@@ -154,7 +162,7 @@ class _Path:
     __slots__ = (
         "cfg", "index", "state", "link_up", "since", "healthy_since", "suspect",
         "srtt_ms", "rto_ms", "cwnd", "hb_applied", "pf_since", "srtt_avg", "srtt_dev",
-        "samples", "pf_relaxed", "thr_applied", "rto_base",
+        "samples", "pf_relaxed", "thr_applied", "rto_base", "pf_episode", "pf_cleared",
     )
 
     def __init__(self, cfg: Uplink, index: int, now: float) -> None:
@@ -170,6 +178,8 @@ class _Path:
         self.cwnd: int | None = None
         self.hb_applied: int | None = None
         self.pf_since: float | None = None  # when the path last went PF (while PF)
+        self.pf_episode: float | None = None  # start of the PF episode pf_since belongs to
+        self.pf_cleared: float | None = None  # when the path last left PF
         self.rto_base: float | None = None  # lowest RTO sampled in the current healthy stretch
         self.srtt_avg: float | None = None  # EWMA of srtt samples, ms
         self.srtt_dev = 0.0  # EWMA of |sample - srtt_avg|, ms
@@ -376,8 +386,8 @@ class PathPolicy:
         if self._forced is not None:
             deadlines.append(self._forced_until)
         cur = self._paths.get(self._primary) if self._primary else None
-        if cur is not None and self._in_pf_grace(cur, self._now):
-            deadlines.append(self._pf_grace_end(cur))
+        if cur is not None and (end := self._pf_hold_end(cur)) is not None and end > self._now:
+            deadlines.append(end)  # the failover, exactly at the grace end
         return min(deadlines, default=None)
 
     # ----------------------------------------------------------------- outputs
@@ -479,13 +489,28 @@ class PathPolicy:
         return p.healthy_since + self.hold_down
 
     @staticmethod
-    def _pf_grace_end(p: _Path) -> float:
-        assert p.pf_since is not None
-        return p.pf_since + p.pf_grace_s()
+    def _pf_grace_end(p: _Path, episode: bool = False) -> float:
+        start = p.pf_episode if episode else p.pf_since
+        assert start is not None
+        return start + p.pf_grace_s()
 
-    def _in_pf_grace(self, p: _Path, now: float) -> bool:
-        """p is PF (link up) and not yet for longer than its grace."""
-        return p.state == PF and p.link_up and p.pf_since is not None and now < self._pf_grace_end(p)
+    def _in_pf_grace(self, p: _Path, now: float, episode: bool = False) -> bool:
+        """p is PF (link up) and not yet for longer than its grace, measured from this PF
+        or (episode) from the start of the PF episode it belongs to."""
+        return p.state == PF and p.link_up and p.pf_since is not None and now < self._pf_grace_end(p, episode)
+
+    def _alternative(self, cur: _Path) -> _Path | None:
+        """Where traffic would go if cur failed now: the best healthy other uplink."""
+        return min((p for p in self._paths.values() if p.healthy and p is not cur), key=_Path.rank, default=None)
+
+    def _pf_hold_end(self, cur: _Path) -> float | None:
+        """When the PF grace of the carrying path cur ends (it is held until then), or None
+        when it is not PF or there is nowhere to go. Episode measure towards a settled
+        alternative, this PF's own towards a suspect one."""
+        if cur.state != PF or not cur.link_up or cur.pf_since is None:
+            return None
+        alt = self._alternative(cur)
+        return None if alt is None else self._pf_grace_end(cur, episode=not alt.suspect)
 
     def _emit(self, now: float, kind: str, subject: str, old: str | None, new: str | None,
               reason: str, detail: dict[str, Any] | None = None) -> None:
@@ -501,7 +526,16 @@ class PathPolicy:
             return ""  # an 'active' while the link is down is stale
         was = p.healthy
         old, p.state, p.since = p.state, state, now
-        p.pf_since = now if state == PF else None
+        if state == PF:
+            # A PF soon after the last one cleared continues that episode.
+            cleared = p.pf_cleared
+            if p.pf_episode is None or cleared is None or now - cleared >= p.pf_grace_s():
+                p.pf_episode = now
+            p.pf_since = now
+        else:
+            if old == PF:
+                p.pf_cleared = now
+            p.pf_since = None
         if state in FAILED_STATES:
             p.suspect = True
         cause = reason or f"{p.name} {_STATE_TEXT[state]}"
@@ -544,14 +578,17 @@ class PathPolicy:
         elif healthy:
             if cur is None or not cur.healthy:
                 target = min(healthy, key=_Path.rank)
-                if cur is not None and target.suspect and self._in_pf_grace(cur, now):
-                    # Moving now would bypass target's hold-down on what may be jitter.
+                hold_end = self._pf_hold_end(cur) if cur is not None else None
+                if cur is not None and hold_end is not None and now < hold_end:
+                    # Maybe a late SACK: the kernel already sends on another active path.
                     target = cur
                 elif cur is None:
                     why = f"{target.name} is the best healthy uplink"
-                elif cur.state == PF and cur.link_up and target.suspect:
-                    why = (f"{cur.name} potentially failed for {now - (cur.pf_since or now):.2f} s "
-                           f"(grace {cur.pf_grace_s():.2f} s); {target.name} takes over inside its hold-down")
+                elif hold_end is not None:
+                    start = cur.pf_since if target.suspect else cur.pf_episode
+                    inside = " inside its hold-down" if target.suspect else ""
+                    why = (f"{cur.name} potentially failed for {now - (start or now):.2f} s "
+                           f"(grace {cur.pf_grace_s():.2f} s); {target.name} takes over{inside}")
                 else:
                     why = f"{cause or f'{cur.name} is {cur.state}'}; {target.name} takes over"
             else:

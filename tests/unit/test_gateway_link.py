@@ -328,7 +328,7 @@ def test_primary_change_is_announced_with_path_over_the_new_primary():
     b = admitted()
     assert b.ep.sessions[b.assoc_id].primary[0] == "192.0.2.1"
     b.lossy.add(DSL_EP)
-    b.gw.path_state((DSL_EP, 8888), "pf", b.now)
+    b.gw.path_state((DSL_EP, 8888), "unreachable", b.now)
     b.lossy.discard(DSL_EP)
     b.pump()
     assert b.gw.policy.primary == "lte"

@@ -61,20 +61,104 @@ def test_heartbeats_sent_for_every_uplink_at_start_then_only_on_change():
 # ------------------------------------------------------------ loss scenarios
 
 
-def test_total_loss_fails_over_at_once():
+def dsl_like(tl: Timeline, t: float = 5.0) -> float:
+    """wan measured like the test bed's main line at the shipped rto_min; its PF grace."""
+    tl.sample("wan", "active", t, srtt_ms=1, rto_ms=40)
+    grace = tl.p._paths["wan"].pf_grace_s()
+    assert grace == 0.5  # 2 x (40 + 1) ms, raised to the floor
+    return grace
+
+
+def test_total_loss_holds_the_pf_primary_for_its_grace_then_fails_over_at_its_end():
+    # The kernel already sends on lte while wan is PF: holding SetPrimary costs no gap.
     tl = started()
+    grace = dsl_like(tl)
     m = tl.mark()
     tl.state("wan", "pf", 10.0)
     actions, events = tl.since(m)
+    assert actions == [] and [(e.kind, e.old, e.new) for e in events] == [(PATH_STATE, "active", "pf")]
+    assert tl.p.primary == "wan" and tl.p.get_timer() == pytest.approx(10.0 + grace)
+    tl.at(10.0 + grace - 1e-6)
+    assert tl.p.primary == "wan"
+    tl.at(12.0)
+    assert tl.timers_fired[-1] == pytest.approx(10.0 + grace)
+    actions, events = tl.since(m)
     assert SetPrimary("lte") in actions
-    assert [(e.kind, e.old, e.new) for e in events] == [(PATH_STATE, "active", "pf"), (FAILOVER, "wan", "lte")]
-    fo = events[1]
-    assert fo.t == 10.0 and fo.subject == "lte"
-    assert "wan potentially failed (T3 timeout)" in fo.reason
+    (fo,) = tl.switches()
+    assert (fo.kind, fo.old, fo.new, fo.subject) == (FAILOVER, "wan", "lte", "lte")
+    assert fo.t == pytest.approx(10.0 + grace)
+    assert "wan potentially failed for 0.50 s (grace 0.50 s); lte takes over" in fo.reason
     # Further bad news about wan changes nothing.
     m = tl.mark()
     tl.state("wan", "unreachable", 14.0)
     assert tl.since(m)[0] == [] and tl.p.primary == "lte"
+
+
+def test_late_sack_pf_that_clears_within_its_grace_is_no_failover():
+    tl = started()
+    dsl_like(tl)
+    m = tl.mark()
+    tl.state("wan", "pf", 10.0).state("wan", "active", 10.3)
+    tl.at(100.0)
+    actions, events = tl.since(m)
+    assert not [a for a in actions if isinstance(a, SetPrimary)]
+    assert not [e for e in events if e.kind in (FAILOVER, FAILBACK)]
+    assert tl.p.primary == "wan" and tl.p.switches == 0
+
+
+def test_pf_toggling_on_the_primary_is_one_episode_and_fails_over_at_its_grace_end():
+    # PF every 0.4 s, 0.2 s each: every PF alone clears within its grace, but they are
+    # less than a grace apart, so they count from the first one.
+    tl = started()
+    grace = dsl_like(tl)
+    tl.state("wan", "pf", 10.0).state("wan", "active", 10.2).state("wan", "pf", 10.4)
+    assert tl.p.primary == "wan" and tl.p.get_timer() == pytest.approx(10.0 + grace)
+    tl.at(10.6)
+    (fo,) = tl.switches()
+    assert fo.t == pytest.approx(10.0 + grace) and tl.p.primary == "lte"
+    assert "potentially failed for 0.50 s" in fo.reason
+
+
+def test_pf_toggling_that_re_arms_the_grace_never_holds_past_the_episode():
+    tl = started()
+    grace = dsl_like(tl)
+    t = 10.0
+    while tl.p.primary == "wan":
+        assert t < 10.0 + grace + 0.3, "PF toggling kept the PF primary past its episode's grace"
+        tl.state("wan", "pf", t).state("wan", "active", t + 0.1)
+        t += 0.3
+    # PFs at 10.0, 10.3, 10.6, each cleared after 0.1 s (alone never a failure): the one
+    # at 10.6 is past its episode's grace, so it moves traffic at once.
+    (fo,) = tl.switches()
+    assert fo.t == pytest.approx(10.6) and fo.detail["from_state"] == "pf"
+
+
+def test_pfs_more_than_a_grace_apart_are_separate_episodes():
+    tl = started()
+    dsl_like(tl)
+    for t in (10.0, 11.0, 12.0, 13.0):
+        tl.state("wan", "pf", t).state("wan", "active", t + 0.3)
+    tl.at(100.0)
+    assert tl.switches() == [] and tl.p.primary == "wan"
+
+
+@pytest.mark.parametrize("after", [0.0, 0.2])
+def test_unreachable_bypasses_the_grace(after):
+    tl = started()
+    dsl_like(tl)
+    if after:
+        tl.state("wan", "pf", 10.0)
+    tl.state("wan", "unreachable", 10.0 + after)
+    (fo,) = tl.switches()
+    assert fo.t == pytest.approx(10.0 + after) and fo.reason.startswith("wan unreachable")
+
+
+def test_link_down_of_a_pf_primary_bypasses_the_grace():
+    tl = started()
+    dsl_like(tl)
+    tl.state("wan", "pf", 10.0).link("wan", False, 10.1, "wan carrier lost")
+    (fo,) = tl.switches()
+    assert fo.t == pytest.approx(10.1) and fo.reason.startswith("wan carrier lost")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +201,7 @@ def test_recovery_fails_back_exactly_once_after_hold_down():
 
 def test_hold_down_restarts_on_pf():
     tl = started()
-    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    tl.state("wan", "unreachable", 10.0).state("wan", "active", 11.0)
     tl.state("wan", "pf", 25.0).state("wan", "active", 26.0)
     tl.at(11.0 + HOLD + 1)
     assert tl.p.primary == "lte"
@@ -131,7 +215,7 @@ def test_a_probe_lost_below_the_pf_threshold_restarts_the_hold_down():
     fail again (the flip-flop). A timed-out probe that did not reach the PF threshold
     still shows: the kernel doubles the path's RTO. That restarts the hold-down."""
     tl = started()
-    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    tl.state("wan", "unreachable", 10.0).state("wan", "active", 11.0)
     for t in (11.5, 12.0, 12.5):
         tl.sample("wan", "active", t, srtt_ms=4, rto_ms=100)
     tl.sample("wan", "active", 20.0, srtt_ms=4, rto_ms=200)  # backed off: a probe was lost
@@ -145,7 +229,7 @@ def test_a_probe_lost_below_the_pf_threshold_restarts_the_hold_down():
 
 def test_an_rto_that_only_varies_does_not_restart_the_hold_down():
     tl = started()
-    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    tl.state("wan", "unreachable", 10.0).state("wan", "active", 11.0)
     for i, rto in enumerate((900, 400, 250, 300, 350, 280)):  # settling after the failure, jitter
         tl.sample("wan", "active", 11.5 + i, srtt_ms=120, rto_ms=rto)
     tl.at(100.0)
@@ -155,7 +239,7 @@ def test_an_rto_that_only_varies_does_not_restart_the_hold_down():
 
 def test_hold_down_zero_fails_back_at_once():
     tl = started(hold_down=0.0)
-    tl.state("wan", "pf", 10.0).state("wan", "active", 10.5)
+    tl.state("wan", "unreachable", 10.0).state("wan", "active", 10.5)
     assert tl.primaries_set() == ["wan", "lte", "wan"]
     assert tl.p.get_timer() is None
 
@@ -225,7 +309,7 @@ def three() -> Timeline:
 
 def test_three_uplinks_fail_down_the_metrics_and_come_back_in_order():
     tl = three()
-    tl.state("wan", "pf", 10.0)
+    tl.state("wan", "unreachable", 10.0)
     assert tl.p.primary == "cable"
     tl.state("cable", "unreachable", 11.0)
     assert tl.p.primary == "lte"
@@ -246,7 +330,7 @@ def test_three_uplinks_fail_down_the_metrics_and_come_back_in_order():
 def test_failover_prefers_a_settled_uplink_over_a_recently_failed_one():
     tl = three()
     tl.state("cable", "pf", 5.0).state("cable", "active", 6.0)  # cable is in hold-down
-    tl.state("wan", "pf", 10.0)
+    tl.state("wan", "unreachable", 10.0)
     assert tl.p.primary == "lte"
     assert tl.p.secondary == "cable"
     tl.at(6.0 + HOLD)
@@ -255,7 +339,7 @@ def test_failover_prefers_a_settled_uplink_over_a_recently_failed_one():
 
 def test_equal_metrics_never_switch_back():
     tl = Timeline([uplink("a", 1), uplink("b", 1)], HOLD).assoc(True, 0).all_active(0)
-    tl.state("a", "pf", 1.0).state("a", "active", 2.0).at(1000.0)
+    tl.state("a", "unreachable", 1.0).state("a", "active", 2.0).at(1000.0)
     assert tl.primaries_set() == ["a", "b"]
 
 
@@ -266,7 +350,7 @@ def test_metered_uplink_heartbeat_follows_its_role():
     tl = started(metered=True, metered_hb_interval=30000)
     assert ("lte", 30000) in tl.heartbeats()
     m = tl.mark()
-    tl.state("wan", "pf", 10.0)
+    tl.state("wan", "unreachable", 10.0)
     acts = tl.since(m)[0]
     assert acts[0] == SetPrimary("lte")
     # lte carries traffic: normal heartbeat; wan recovers under dense probing
@@ -281,7 +365,7 @@ def test_metered_uplink_heartbeat_follows_its_role():
 
 def test_recovering_uplink_is_probed_densely_until_hold_down_clears_it():
     tl = started()
-    tl.state("wan", "pf", 10.0).state("wan", "active", 11.0)
+    tl.state("wan", "unreachable", 10.0).state("wan", "active", 11.0)
     assert [h for h in tl.heartbeats() if h[0] == "wan"] == [("wan", 1000), ("wan", PROBE_HB_MS)]
     tl.at(100.0)
     assert [h for h in tl.heartbeats() if h[0] == "wan"] == [

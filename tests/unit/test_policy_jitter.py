@@ -73,11 +73,15 @@ def test_pf_that_turns_unreachable_within_the_grace_moves_at_once():
     assert tl.p.primary == "dsl" and tl.switches()[-1].t == pytest.approx(20.3)
 
 
-def test_pf_on_the_main_line_with_a_settled_fallback_still_fails_over_at_once():
+def test_pf_on_the_main_line_with_a_settled_fallback_is_held_for_its_grace():
+    # The kernel sends on lte by itself meanwhile; the failover comes at the grace end.
     tl = Timeline([uplink("dsl", 1), uplink("lte", 2)], HOLD).assoc(True, 0.0).all_active(0.0)
     tl.sample("dsl", "active", 0.25, **DSL)
     tl.state("dsl", "pf", 5.0)
-    assert tl.p.primary == "lte" and tl.switches()[-1].t == 5.0
+    assert tl.p.primary == "dsl" and tl.p.get_timer() == pytest.approx(5.5)
+    tl.at(6.0)
+    assert tl.p.primary == "lte" and tl.switches()[-1].t == pytest.approx(5.5)
+    assert "inside its hold-down" not in tl.switches()[-1].reason
 
 
 def test_grace_is_derived_from_the_path_and_bounded():
