@@ -16,16 +16,24 @@ Nagle on, as socat sends), each measure a ratio: longest gap at 100 % loss and w
 main link down, switches at 10 % loss, one-way latency on a healthy main (3 s before the
 fault), the `critical` flag on/off (p99 healthy, gap at 100 % loss), the jittery-fallback
 row (tests.bench.jitter) and the memory of each daemon.
-Usage (inside the VM): python -m tests.bench failover [--quick | --summary]
+`--sweep=30,40,100` runs haig at each rto_min (the rest shipped defaults) at 100 % loss
+beside the socat-like kernel association at rto_min 100, one table, gaps as ratios to it.
+`--healthy=SECONDS` runs haig with the shipped defaults on a healthy main (no fault) and
+counts switches (must be 0) and the PF entries the policy's grace absorbed.
+`--runs=N` repeats each sweep row. The shipped values come from haig.config.model.
+
+Usage (inside the VM): python -m tests.bench failover [--quick | --summary | --sweep=A,B,.. | --healthy=S]
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import threading
 import time
 
+from haig.config.model import Main
 from tests.bench import probe
 from tests.testbed import sctp_probe, topology, traffic
 from tests.testbed.haig_procs import Haig, Service, endpoint_config, gateway_config, paths_active
@@ -92,48 +100,133 @@ def _tail(res) -> int:
     return sum(1 for s in range(top + 1, res.sent))
 
 
-def haig_run(topo, rto_min: int, loss: int | str, *, pre: float = 1.0, critical: bool = False,
-             timers: tuple[int, int, int] | None = None) -> dict:
+@contextlib.contextmanager
+def _haig_pair(topo, timers: tuple[int, int, int], *, critical: bool = False, hold_down: int = 5):
+    """Endpoint and gateway daemons, dsl primary with both paths active: (gw, ep, svc_port)."""
     port, svc_port = next(_port), next(_port)
-    ini, mx, mn = timers or _timers(rto_min)
+    ini, mx, mn = timers
     svcs = [Service("bench", f"{topo.gw_lan_addr}:{svc_port}", f"{topo.server_addr}:{svc_port}", ttl=3000,
                     critical=critical)]
-    timers = {"rto_initial": ini, "rto_max": mx, "rto_min": mn, "api_listen": f"127.0.0.1:{port}"}
-    ep = Haig(topo.ep, endpoint_config(topo, port, svcs, main=timers), "ep",
+    main = {"rto_initial": ini, "rto_max": mx, "rto_min": mn, "api_listen": f"127.0.0.1:{port}"}
+    ep = Haig(topo.ep, endpoint_config(topo, port, svcs, main=main), "ep",
               api=f"http://127.0.0.1:{port}").start()
-    gw = Haig(topo.gw, gateway_config(topo, port, svcs, main={**timers, "hold_down": 5}), "gw",
+    gw = Haig(topo.gw, gateway_config(topo, port, svcs, main={**main, "hold_down": hold_down}), "gw",
               api=f"http://127.0.0.1:{port}").start()
     try:
         gw.wait_for(lambda s: paths_active(s) and s["primary"] == "dsl", 300, "ready")
-        seq0 = gw.status()["last_event_seq"]
-        sink = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, svc_port))).start()
-        cli = traffic.udp_in(topo.client)
-        snd = traffic.Sender(cli, (topo.gw_lan_addr, svc_port), interval=0.01).start()
-        try:
-            time.sleep(pre)
-            rss = {"gateway": rss_kib(tree(gw.proc.pid)), "endpoint": rss_kib(tree(ep.proc.pid))}
-            start, _ = _fault(topo, loss)
-            time.sleep(3.0)
-        finally:
-            sent = snd.stop()
-            time.sleep(1.0)
-            rec = sink.stop()
-            cli.close()
-        rec.sent = sent.sent
-        gap, _ = rec.longest_gap(start.asked - 0.2)
-        sw = [e for e in gw.events() if e["seq"] > seq0 and e["kind"] in ("failover", "failback")]
-        lost = rec.lost()  # the sink ran 1 s past the last send: nothing is in flight
-        lat = [(t - sent.send_times[q]) * 1000 for q, t in zip(rec.seqs, rec.times, strict=True)
-               if q >= 20 and sent.send_times[q] < start.asked - 0.1]
-        return {"gap_ms": gap * 1000, "switches": len(sw), "lost": lost, "rss_kib": rss,
-                "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99)}
+        yield gw, ep, svc_port
     finally:
         gw.stop()
         ep.stop()
         topo.impair.clear()
 
 
-SHIPPED = (1000, 1000, 100)  # haig's default rto_initial, rto_max, rto_min
+def _switch_events(gw, seq0: int) -> list[dict]:
+    return [e for e in gw.events() if e["seq"] > seq0 and e["kind"] in ("failover", "failback")]
+
+
+def _datagrams(topo, svc_port: int, during):
+    """Datagrams every 10 ms client -> server while `during()` runs: (record, sent, its result)."""
+    sink = traffic.Sink(traffic.udp_in(topo.server, (topo.server_addr, svc_port))).start()
+    cli = traffic.udp_in(topo.client)
+    snd = traffic.Sender(cli, (topo.gw_lan_addr, svc_port), interval=0.01).start()
+    try:
+        out = during()
+    finally:
+        sent = snd.stop()
+        time.sleep(1.0)
+        rec = sink.stop()
+        cli.close()
+    rec.sent = sent.sent
+    return rec, sent, out
+
+
+def haig_run(topo, rto_min: int, loss: int | str, *, pre: float = 1.0, critical: bool = False,
+             timers: tuple[int, int, int] | None = None) -> dict:
+    with _haig_pair(topo, timers or _timers(rto_min), critical=critical) as (gw, ep, svc_port):
+        seq0 = gw.status()["last_event_seq"]
+
+        def fault():
+            time.sleep(pre)
+            rss = {"gateway": rss_kib(tree(gw.proc.pid)), "endpoint": rss_kib(tree(ep.proc.pid))}
+            start, _ = _fault(topo, loss)
+            time.sleep(3.0)
+            return rss, start
+
+        rec, sent, (rss, start) = _datagrams(topo, svc_port, fault)
+        gap, _ = rec.longest_gap(start.asked - 0.2)
+        sw = _switch_events(gw, seq0)
+        lost = rec.lost()  # the sink ran 1 s past the last send: nothing is in flight
+        lat = [(t - sent.send_times[q]) * 1000 for q, t in zip(rec.seqs, rec.times, strict=True)
+               if q >= 20 and sent.send_times[q] < start.asked - 0.1]
+        return {"gap_ms": gap * 1000, "switches": len(sw), "lost": lost, "rss_kib": rss,
+                "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99)}
+
+
+def haig_healthy(topo, seconds: float) -> dict:
+    """Shipped defaults, no fault: switches (spurious failovers) and PF entries on dsl."""
+    with _haig_pair(topo, SHIPPED, hold_down=Main().hold_down) as (gw, _, svc_port):
+        seq0 = gw.status()["last_event_seq"]
+        rec, sent, _ = _datagrams(topo, svc_port, lambda: time.sleep(seconds))
+        events = [e for e in gw.events() if e["seq"] > seq0]
+        sw = [e for e in events if e["kind"] in ("failover", "failback")]
+        pf = [e for e in events if e["kind"] == "path_state" and e["new"] == "pf"]
+        lat = [(t - sent.send_times[q]) * 1000 for q, t in zip(rec.seqs, rec.times, strict=True) if q >= 20]
+        gap, _ = rec.longest_gap(rec.times[0]) if rec.times else (float("nan"), 0.0)
+        return {"seconds": seconds, "switches": len(sw), "pf_entries": len(pf),
+                "pf_by_path": {n: sum(1 for e in pf if e["subject"] == n) for n in ("dsl", "lte")},
+                "switch_reasons": [e["reason"] for e in sw], "sent": sent.sent, "lost": rec.lost(),
+                "gap_ms": gap * 1000, "p50_ms": probe.pct(lat, 50), "p99_ms": probe.pct(lat, 99)}
+
+
+SHIPPED = (Main().rto_initial, Main().rto_max, Main().rto_min)  # haig's defaults, from the model
+BASELINE_RTO_MIN = 100  # the report's socat relay at its best setting
+
+
+def _opt(argv: list[str], name: str) -> str | None:
+    for a in argv:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def sweep(rto_mins: list[int], runs: int) -> list[dict]:
+    """haig at each rto_min (100 % loss, shipped otherwise) beside the socat-like kernel."""
+    topo = topology.build()
+    rows = []
+    try:
+        for i in range(runs):
+            k = kernel_run(topo, BASELINE_RTO_MIN, 100, pre=3.0)
+            rows.append({"who": "kernel", "rto_min": BASELINE_RTO_MIN, "run": i, **k})
+            print(f"run {i}: socat-like kernel rto_min {BASELINE_RTO_MIN}: {k}", flush=True)
+            for rto in rto_mins:
+                h = haig_run(topo, rto, 100, pre=3.0, timers=(SHIPPED[0], SHIPPED[1], rto))
+                rows.append({"who": "haig", "rto_min": rto, "run": i, "base_gap_ms": k["gap_ms"], **h})
+                print(f"run {i}: haig rto_min {rto}: {h}", flush=True)
+    finally:
+        topo.teardown()
+    return rows
+
+
+def render_sweep(rows: list[dict]) -> str:
+    out = [f"| who | rto_min | runs | longest gap, 100 % loss (each run) | median | / kernel rto_min "
+           f"{BASELINE_RTO_MIN} | switches | lost | p50 / p99 healthy |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["who"], r["rto_min"]), []).append(r)
+    base = statistics.median(r["gap_ms"] for r in groups.get(("kernel", BASELINE_RTO_MIN), [])) \
+        if ("kernel", BASELINE_RTO_MIN) in groups else None
+    for (who, rto), rs in groups.items():
+        gaps = [r["gap_ms"] for r in rs]
+        med = statistics.median(gaps)
+        shipped = " (shipped)" if who == "haig" and rto == SHIPPED[2] else ""
+        ratio = f"{med / base:.2f}" if base else "–"
+        out.append(f"| {who} | {rto} ms{shipped} | {len(rs)} | {', '.join(f'{g:.0f}' for g in gaps)} ms "
+                   f"| {med:.0f} ms | {ratio} | {sum(r['switches'] for r in rs)} | {sum(r['lost'] for r in rs)} "
+                   f"| {statistics.median(r['p50_ms'] for r in rs):.1f} / "
+                   f"{statistics.median(r['p99_ms'] for r in rs):.1f} ms |")
+    return "\n".join(out)
 
 
 def summary(quick: bool) -> tuple[list[dict], dict]:
@@ -217,6 +310,28 @@ def render(rows: list[dict], previous: dict | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[2:] if argv is None else argv
     quick = "--quick" in argv
+    if (healthy := _opt(argv, "healthy")) is not None:
+        topo = topology.build()
+        try:
+            res = haig_healthy(topo, float(healthy))
+        finally:
+            topo.teardown()
+        print(f"\nhealthy main, shipped defaults (rto {SHIPPED[0]}/{SHIPPED[1]}/{SHIPPED[2]} ms, "
+              f"hold-down {Main().hold_down} s), {res['seconds']:.0f} s, datagrams every 10 ms: "
+              f"switches {res['switches']} (must be 0), PF entries {res['pf_by_path']}, "
+              f"lost {res['lost']} of {res['sent']}, longest gap {res['gap_ms']:.0f} ms, "
+              f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms")
+        for why in res["switch_reasons"]:
+            print("  switch:", why)
+        probe.save("failover_healthy", [res], stamp=time.time())
+        return 0 if res["switches"] == 0 else 1
+    if (values := _opt(argv, "sweep")) is not None:
+        rows = sweep([int(v) for v in values.split(",") if v], int(_opt(argv, "runs") or 1))
+        text = render_sweep(rows)
+        print()
+        print(text)
+        probe.save("failover_sweep", rows, table=text, stamp=time.time())
+        return 0
     if "--summary" in argv:
         rows, res = summary(quick)
         text = render(rows)
