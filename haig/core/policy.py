@@ -25,7 +25,9 @@ Rules
   (suspect last, then lowest metric, then config order).
 * **Jitter is not failure**: the primary moves off the carrying path only when it
   really failed: unreachable, removed, link down, or potentially failed for longer than
-  its grace `pf_grace_s()` = 2 x (RTO + srtt) of that path, clamped to 0.5..5 s (a T3
+  its grace `pf_grace_s()` = 2 x (RTO + srtt) of that path, clamped to 0.5..5 s, taken
+  when the PF begins from the RTO before the timeout (the kernel's backed-off RTO of a
+  path that stays PF must not stretch it) (a T3
   timeout caused by a late SACK clears with the next answered heartbeat, which on a PF
   path comes after one backed-off RTO and one round trip). A PF that clears within its
   grace leaves SetPrimary where it is, whatever the alternative: holding it costs no
@@ -163,6 +165,7 @@ class _Path:
         "cfg", "index", "state", "link_up", "since", "healthy_since", "suspect",
         "srtt_ms", "rto_ms", "cwnd", "hb_applied", "pf_since", "srtt_avg", "srtt_dev",
         "samples", "pf_relaxed", "thr_applied", "rto_base", "pf_episode", "pf_cleared",
+        "rto_prev", "grace_pf", "grace_episode",
     )
 
     def __init__(self, cfg: Uplink, index: int, now: float) -> None:
@@ -180,6 +183,11 @@ class _Path:
         self.pf_since: float | None = None  # when the path last went PF (while PF)
         self.pf_episode: float | None = None  # start of the PF episode pf_since belongs to
         self.pf_cleared: float | None = None  # when the path last left PF
+        self.rto_prev: float | None = None  # the RTO sampled before the latest sample
+        # Graces frozen when this PF / its episode began: the kernel backs the RTO off
+        # while the path stays PF, and a grace following it would stretch with the loss.
+        self.grace_pf = PF_GRACE_MIN_S
+        self.grace_episode = PF_GRACE_MIN_S
         self.rto_base: float | None = None  # lowest RTO sampled in the current healthy stretch
         self.srtt_avg: float | None = None  # EWMA of srtt samples, ms
         self.srtt_dev = 0.0  # EWMA of |sample - srtt_avg|, ms
@@ -210,9 +218,9 @@ class _Path:
     def badness(self) -> tuple:
         return (not self.link_up, _BADNESS[self.state])
 
-    def pf_grace_s(self) -> float:
+    def pf_grace_s(self, rto_ms: float | None = None) -> float:
         """How long a PF may last on the carrying path before it counts as a failure."""
-        rto = self.rto_ms if self.rto_ms else DEFAULT_RTO_MS
+        rto = rto_ms or self.rto_ms or DEFAULT_RTO_MS
         srtt = self.srtt_ms or 0.0
         return min(PF_GRACE_MAX_S, max(PF_GRACE_MIN_S, 2 * (rto + srtt) / 1000))
 
@@ -302,6 +310,7 @@ class PathPolicy:
         """Periodic SCTP_GET_PEER_ADDR_INFO sample; a different state acts like path_state."""
         p = self._path(uplink)
         self._check_state(state)
+        p.rto_prev = p.rto_ms
         p.srtt_ms, p.rto_ms, p.cwnd = srtt_ms, rto_ms, cwnd
         p.observe_rtt(srtt_ms, rto_ms)
         cause = ""
@@ -492,7 +501,7 @@ class PathPolicy:
     def _pf_grace_end(p: _Path, episode: bool = False) -> float:
         start = p.pf_episode if episode else p.pf_since
         assert start is not None
-        return start + p.pf_grace_s()
+        return start + (p.grace_episode if episode else p.grace_pf)
 
     def _in_pf_grace(self, p: _Path, now: float, episode: bool = False) -> bool:
         """p is PF (link up) and not yet for longer than its grace, measured from this PF
@@ -527,10 +536,13 @@ class PathPolicy:
         was = p.healthy
         old, p.state, p.since = p.state, state, now
         if state == PF:
+            # The RTO before the timeout: a sample reporting PF already carries the
+            # kernel's doubled one.
+            p.grace_pf = p.pf_grace_s(min((r for r in (p.rto_ms, p.rto_prev) if r), default=None))
             # A PF soon after the last one cleared continues that episode.
             cleared = p.pf_cleared
-            if p.pf_episode is None or cleared is None or now - cleared >= p.pf_grace_s():
-                p.pf_episode = now
+            if p.pf_episode is None or cleared is None or now - cleared >= p.grace_episode:
+                p.pf_episode, p.grace_episode = now, p.grace_pf
             p.pf_since = now
         else:
             if old == PF:
@@ -587,8 +599,9 @@ class PathPolicy:
                 elif hold_end is not None:
                     start = cur.pf_since if target.suspect else cur.pf_episode
                     inside = " inside its hold-down" if target.suspect else ""
+                    grace = cur.grace_pf if target.suspect else cur.grace_episode
                     why = (f"{cur.name} potentially failed for {now - (start or now):.2f} s "
-                           f"(grace {cur.pf_grace_s():.2f} s); {target.name} takes over{inside}")
+                           f"(grace {grace:.2f} s); {target.name} takes over{inside}")
                 else:
                     why = f"{cause or f'{cur.name} is {cur.state}'}; {target.name} takes over"
             else:

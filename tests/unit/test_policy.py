@@ -94,6 +94,21 @@ def test_total_loss_holds_the_pf_primary_for_its_grace_then_fails_over_at_its_en
     assert tl.since(m)[0] == [] and tl.p.primary == "lte"
 
 
+def test_the_kernels_backed_off_rto_does_not_stretch_the_grace():
+    # Seen in the VM: samples of a PF path report its RTO doubling (80, 160, 320, 1000 ms);
+    # a grace following them moved the failover from 0.5 s to 2.2 s after the PF.
+    tl = started()
+    grace = dsl_like(tl)
+    tl.sample("wan", "pf", 10.0, srtt_ms=1, rto_ms=80)  # the sample carries the doubled RTO
+    for i, rto in enumerate((160, 320)):
+        tl.sample("wan", "pf", 10.15 + 0.15 * i, srtt_ms=1, rto_ms=rto)
+        assert tl.p.get_timer() == pytest.approx(10.0 + grace)
+    tl.sample("wan", "pf", 10.45, srtt_ms=1, rto_ms=1000)
+    tl.at(11.0)
+    (fo,) = tl.switches()
+    assert fo.t == pytest.approx(10.0 + grace) and "(grace 0.50 s)" in fo.reason
+
+
 def test_late_sack_pf_that_clears_within_its_grace_is_no_failover():
     tl = started()
     dsl_like(tl)

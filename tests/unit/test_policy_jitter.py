@@ -45,6 +45,14 @@ def test_pf_blip_on_the_fallback_keeps_it_and_the_hold_down_holds():
     assert tl.primaries_set() == ["dsl", "lte", "dsl"]
 
 
+def test_a_sampled_pf_takes_its_grace_from_the_rto_before_the_timeout():
+    tl = on_fallback()
+    tl.sample("lte", "pf", 20.0, srtt_ms=204, rto_ms=504)  # the kernel doubled 252
+    assert tl.p.get_timer() == pytest.approx(20.0 + GRACE)
+    tl.sample("lte", "pf", 20.5, srtt_ms=204, rto_ms=1008)
+    assert tl.p.get_timer() == pytest.approx(20.0 + GRACE)
+
+
 def test_pf_beyond_its_grace_is_a_failure_and_moves_traffic_inside_the_hold_down():
     tl = on_fallback()
     tl.state("lte", "pf", 20.0)
