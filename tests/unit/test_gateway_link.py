@@ -336,6 +336,20 @@ def test_primary_change_is_announced_with_path_over_the_new_primary():
     assert LTE_EP  # the PATH went over lte: the endpoint follows its source address
 
 
+def test_a_pf_primary_is_held_for_its_grace_and_the_core_timer_moves_it_at_the_end():
+    b = admitted()
+    b.lossy.add(DSL_EP)  # every sample from now on says PF
+    t0 = b.now
+    b.gw.path_state((DSL_EP, 8888), "pf", t0)
+    grace = b.gw.policy._paths["dsl"].grace_pf
+    assert grace == 0.5  # samples: srtt 10, RTO 200 ms -> 0.42 s, raised to the floor
+    b.run_until(t0 + grace - 0.01)
+    assert b.gw.policy.primary == "dsl"  # the kernel sends on lte meanwhile
+    b.run_until(t0 + grace + 0.01)
+    assert b.gw.policy.primary == "lte"
+    assert b.ep.sessions[b.assoc_id].primary[0] == "203.0.113.1"
+
+
 def test_policy_knobs_are_reloaded_in_place_and_addresses_are_not():
     import dataclasses
 
