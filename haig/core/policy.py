@@ -419,7 +419,12 @@ class PathPolicy:
 
     @property
     def secondary(self) -> str | None:
-        """Best healthy uplink other than the primary: where critical datagrams send their copy."""
+        """Best healthy uplink other than the primary: where critical datagrams send their copy.
+        None while the primary is unhealthy (a PF held for its grace): the kernel already
+        sends the original on an active path, so a copy would double the load there."""
+        cur = self._paths.get(self._primary) if self._primary else None
+        if cur is not None and not cur.healthy:
+            return None
         others = (p for p in self._paths.values() if p.healthy and p.name != self._primary)
         best = min(others, key=_Path.rank, default=None)
         return best.name if best else None

@@ -121,6 +121,17 @@ def test_late_sack_pf_that_clears_within_its_grace_is_no_failover():
     assert tl.p.primary == "wan" and tl.p.switches == 0
 
 
+def test_no_critical_copy_target_while_the_primary_is_held_pf():
+    # The kernel sends the originals on lte meanwhile: a copy there doubles its load.
+    tl = started()
+    dsl_like(tl)
+    assert tl.p.secondary == "lte"
+    tl.state("wan", "pf", 10.0)
+    assert tl.p.primary == "wan" and tl.p.secondary is None
+    tl.state("wan", "active", 10.2)
+    assert tl.p.secondary == "lte"
+
+
 def test_pf_toggling_on_the_primary_is_one_episode_and_fails_over_at_its_grace_end():
     # PF every 0.4 s, 0.2 s each: every PF alone clears within its grace, but they are
     # less than a grace apart, so they count from the first one.
