@@ -17,10 +17,12 @@ Modes (`--mode`):
   which sends every message back on its association), no admission. The generator's
   and the emulator's own ceiling, to set the haig rows against.
 
-Accounting: every datagram sent is either replied to or, when the kernel gives up on
-it, counted as abandoned (each home's socket subscribes to SCTP_SEND_FAILED_EVENT: the
-PR-SCTP lifetime of 1 s ran out, on the wire at least once or never); `account()`
-adds the endpoint's drops by reason and calls the rest uncounted.
+Accounting: every datagram sent is either replied to or, when the generator's kernel
+gave up on it (its PR-SCTP lifetime of 1 s ran out), counted as abandoned — never on
+the wire, or after it was — from the kernel's per-stream counters read before each
+close (SCTP_PR_STREAM_STATUS; SCTP_SEND_FAILED_EVENT, also counted, comes only for the
+unsent ones on Linux); `account()` adds the endpoint's drops by reason and calls the
+rest uncounted.
 
 Sources: real homes come from many addresses, and the endpoint sheds more than
 PENDING_PER_SOURCE unadmitted associations per source address. With `--sources CIDR`
@@ -63,6 +65,7 @@ SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
 PAYLOAD = struct.Struct("!IIQ")  # home index, message number, send time (ns, monotonic)
 TICK = 0.01
+DATA_STREAMS = (1, 2)  # the ecg flow (1) and the alarm flow (2), on stream flow % 16
 DRAIN_QUIET, DRAIN_MAX = 2.0, 30.0  # s: how the generator waits for the last replies
 
 
@@ -98,6 +101,11 @@ class Stats:
     dup_replies: int = 0  # a (home, message) answered more than once (not in `replies`)
     abandoned_sent: int = 0  # SEND_FAILED after it had been on the wire
     abandoned_unsent: int = 0  # ... never on the wire (the generator's own backlog)
+    # The kernel's own PR-SCTP counters of the same, read per association before the
+    # close: a message abandoned after it was sent gets no SEND_FAILED event on Linux
+    # (outqueue.c drops it silently), so only these count those.
+    kernel_abandoned_sent: int = 0
+    kernel_abandoned_unsent: int = 0
     seen: set = field(default_factory=set)  # (home, message number) replied to
     rtt_us: list[int] = field(default_factory=list)
     admit_s: float | None = None
@@ -169,6 +177,17 @@ def on_send_failed(st: Stats, ev: sctp_io.SendFailed) -> None:
         st.abandoned_sent += 1
     else:
         st.abandoned_unsent += 1
+
+
+def read_abandoned(h: Home, st: Stats) -> None:
+    """Add the kernel's PR-SCTP abandonment counters of home `h`'s data streams."""
+    for stream in DATA_STREAMS:
+        try:
+            unsent, sent = sctp_opts.get_abandoned(h.sock, 0, stream)
+        except OSError:
+            continue
+        st.kernel_abandoned_unsent += unsent
+        st.kernel_abandoned_sent += sent
 
 
 def on_reply(st: Stats, index: int, seq: int) -> bool:
@@ -350,6 +369,8 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     st.drain_s = round(time.monotonic() - t_drain, 1)
     st.cpu_s = time.process_time() - cpu0
     for h in homes.values():
+        if h.state == "admitted":
+            read_abandoned(h, st)
         h.sock.close()
     d = st.__dict__.copy()
     del d["to_retry"], d["seen"]
@@ -403,7 +424,8 @@ def run(args: argparse.Namespace) -> dict:
         p.join()
     total: dict = {"homes": args.homes, "mode": args.mode, "procs": procs, "duration_s": args.duration}
     for k in ("admitted", "refused", "failed", "retries", "sent", "alarms_sent", "send_blocked", "replies",
-              "alarm_replies", "flows_opened", "dup_replies", "abandoned_sent", "abandoned_unsent"):
+              "alarm_replies", "flows_opened", "dup_replies", "abandoned_sent", "abandoned_unsent",
+              "kernel_abandoned_sent", "kernel_abandoned_unsent"):
         total[k] = sum(r[k] for r in results)
     total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
     total["max_lag_ms"] = max(r["max_lag_ms"] for r in results)

@@ -94,3 +94,22 @@ def test_raw_replies_are_parsed_like_relayed_ones():
     _on_message(h, msg, "raw", st, 3_000_000)
     _on_message(h, msg, "raw", st, 4_000_000)
     assert st.replies == 1 and st.dup_replies == 1 and st.rtt_us == [2000]
+
+
+def test_abandoned_after_send_comes_from_the_kernels_counters(monkeypatch):
+    """Linux sends no SEND_FAILED for a message abandoned after it went out: the
+    generator adds its data streams' PR-SCTP counters (ecg and alarm) per home."""
+    from tests.testbed import loadgen
+
+    calls = []
+
+    def fake(sock, assoc_id, stream):
+        calls.append(stream)
+        if stream == 2:
+            raise OSError("stream never used")
+        return (4, 9)
+
+    monkeypatch.setattr(loadgen.sctp_opts, "get_abandoned", fake)
+    st = loadgen.Stats()
+    loadgen.read_abandoned(loadgen.Home(0, None, state="admitted"), st)
+    assert calls == list(loadgen.DATA_STREAMS) and (st.kernel_abandoned_unsent, st.kernel_abandoned_sent) == (4, 9)
