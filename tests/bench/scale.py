@@ -247,7 +247,6 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
             "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"], "loadgen_max_lag_ms": lg.get("max_lag_ms"),
             "ep_rss_kib": sampler.max_rss, "ep_fds": sampler.max_fds, "ep_nofile": nofile(pid),
             "ep_drops": ep_drops, "acct": acct, "dup_replies": lg["dup_replies"],
-            "ep_rcvbuf": st.get("sctp_rcvbuf"),
             "flows_total": st.get("flows_total"), "kernel": kernel, "retries": lg.get("retries", 0),
         }
         return row
