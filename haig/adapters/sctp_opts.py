@@ -213,13 +213,19 @@ def get_path_info(sock, assoc_id: int, addr: tuple[str, int]) -> PathInfo:
     return PathInfo(PATH_STATES.get(state, str(state)), cwnd, srtt_ms, rto, mtu)
 
 
+def get_abandoned(sock, assoc_id: int, stream: int) -> tuple[int, int]:
+    """(unsent, sent): messages of `stream` the kernel abandoned by their PR-SCTP lifetime
+    before and after sending them (struct sctp_prstatus, TTL policy)."""
+    out = _get(sock, SCTP_PR_STREAM_STATUS, struct.pack("=iHHQQ", assoc_id, stream, SCTP_PR_SCTP_TTL, 0, 0))
+    return struct.unpack_from("=iHHQQ", out)[3:5]
+
+
 def get_abandoned_sent(sock, assoc_id: int, stream: int) -> int:
     """Messages of `stream` the kernel abandoned by their PR-SCTP lifetime *after* sending
-    them (struct sctp_prstatus, TTL policy). Those get no SCTP_SEND_FAILED_EVENT
-    (net/sctp/outqueue.c moves them to the abandoned list silently); only this counter
-    says they are gone. 0 while the stream has carried nothing."""
-    out = _get(sock, SCTP_PR_STREAM_STATUS, struct.pack("=iHHQQ", assoc_id, stream, SCTP_PR_SCTP_TTL, 0, 0))
-    return struct.unpack_from("=iHHQQ", out)[4]
+    them. Those get no SCTP_SEND_FAILED_EVENT (net/sctp/outqueue.c moves them to the
+    abandoned list silently); only this counter says they are gone. 0 while the stream
+    has carried nothing."""
+    return get_abandoned(sock, assoc_id, stream)[1]
 
 
 def enable_auth(sock) -> None:

@@ -39,6 +39,7 @@ from haig.relay.common import (
     count_overflows,
     ensure_udp_encap_port,
     family_of,
+    grow_rcvbuf,
     overflow_total,
     udp_socket,
 )
@@ -48,6 +49,12 @@ from haig.relay.sctp_driver import AssocGone, AssocUp, Received, SctpDriver
 log = logging.getLogger("haig.endpoint")
 
 LISTEN_BACKLOG = 128
+# The one SCTP socket's receive buffer is shared by every home. The default (~208 KiB,
+# net.core.rmem_default) filled at 100 ECG homes in the test bed whenever the loop was
+# busy: the kernel then discarded whole packets (SctpInPktDiscards: its backlog is
+# bounded by the buffer) and the gateways' PR-SCTP abandoned the data. 4 MiB is ~20,000
+# ECG datagrams, i.e. 2 s of 1,000 homes.
+SCTP_RCVBUF = 4 << 20
 DEFAULT_HB_MS = 1000  # heartbeat on every path towards a gateway, so an idle dead one is noticed
 TARGET_READ_BATCH = 64  # datagrams read from one target socket per wake-up
 FLOWS_STATUS_INTERVAL = 1.0  # s between flow-list snapshots for the status model ...
@@ -66,6 +73,7 @@ class Endpoint(RoleDriver):
         self._resolved: dict[str, tuple[str, int]] = {}
         self._next_flows = 0.0
         self._pump_queued = False  # a pump is queued behind the target sockets' callbacks
+        self.rcvbuf = 0  # the SCTP socket's receive buffer as the kernel reports it (bytes)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -78,6 +86,8 @@ class Endpoint(RoleDriver):
             # assoc id 0 on a one-to-many socket = defaults for associations yet to come;
             # every association is tuned again on COMM_UP.
             sctp_driver.tune_socket(wrapper.sock(), m, N_STREAMS)
+            # before listen: an association's receive window is sized from it at its start
+            self.rcvbuf = set_sctp_rcvbuf(wrapper.sock(), SCTP_RCVBUF)
             wrapper.bindx([(a, m.port) for a in m.bind])
             wrapper.listen(LISTEN_BACKLOG)
         except BaseException:
@@ -307,6 +317,21 @@ class Endpoint(RoleDriver):
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(s.fileno())
             s.close()
+
+
+def set_sctp_rcvbuf(raw: socket.socket, want: int) -> int:
+    """Ask for `want` bytes of receive buffer (past net.core.rmem_max when privileged:
+    SO_RCVBUFFORCE), log what the kernel granted once, warn when capped; returns it.
+    Linux reports twice the size asked for (its bookkeeping overhead)."""
+    grow_rcvbuf(raw, want)
+    got = raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if got < 2 * want:
+        log.warning("SCTP receive buffer %d KiB, not the %d KiB asked for: capped by net.core.rmem_max "
+                    "(contrib/sysctl.d/60-haig.conf raises it); with many homes the kernel discards packets "
+                    "when it is full", got // 1024, 2 * want // 1024)
+    else:
+        log.info("SCTP receive buffer %d KiB", got // 1024)
+    return got
 
 
 async def _resolve(hostport: str) -> tuple[str, int]:

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["relay", "failover", "duplication", "jitter", "profile", "hotpath", "scale", "integrity", "memory"]
+BENCHMARKS = ["relay", "failover", "duplication", "jitter", "profile", "hotpath", "scale", "integrity", "memory", "reuseport"]
 
 
 def main(argv: list[str]) -> int:

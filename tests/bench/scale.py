@@ -13,6 +13,12 @@ Each home comes from its own source address (a block HOME_SOURCES added to the g
 namespace's main uplink, routed on-link from the endpoint), as real homes do, so the
 endpoint's per-source cap on pending sessions applies per home.
 
+Accounting, per row: every datagram sent is replied, or lost with a counted reason (the
+generator's kernel abandoned it, SCTP_SEND_FAILED_EVENT; the endpoint dropped it, by its
+status' reason), or uncounted. `--ceiling` adds the same telemetry straight to an SCTP
+echo in the endpoint namespace, no haig (`--ceiling-only`: just that): what the
+generator and the emulator carry on their own.
+
 Abuse, reproduced as numbers (`--abuse` only, or `--no-abuse` to skip):
 * unauth   — M associations that never say HELLO: sessions held, endpoint RSS/CPU,
              time for a real home to be admitted meanwhile;
@@ -37,11 +43,12 @@ from pathlib import Path
 
 from tests.testbed import topology
 from tests.testbed.haig_procs import Haig, _sec
-from tests.testbed.loadgen import home_id, home_key
+from tests.testbed.loadgen import account, home_id, home_key
 from tests.testbed.proc import Proc, cpu_seconds, rss_kib
 from tests.testbed.topology import MAIN
 
 PORT = 8850
+RAW_ECHO_PORT = 8851  # the SCTP echo in the endpoint namespace, for --ceiling (no haig)
 ECHO_PORTS = (7500, 7501)
 DURATION = 20.0
 RATE = 10.0
@@ -120,9 +127,9 @@ class Sampler:
         self.t.join()
 
 
-def loadgen(topo, *args: str, timeout: float = 600) -> dict:
+def loadgen(topo, *args: str, timeout: float = 600, port: int = PORT) -> dict:
     cmd = ["ip", "netns", "exec", topo.gw.name, sys.executable, "-m", "tests.testbed.loadgen",
-           "--connect", f"{topo.links[MAIN].ep_addr}:{PORT}", *args]
+           "--connect", f"{topo.links[MAIN].ep_addr}:{port}", *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"loadgen failed ({res.returncode}): {res.stderr[-2000:]}")
@@ -222,10 +229,12 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
         run_cpu, _ = sampler.window(t_start, time.monotonic())
         ep_relayed = kernel["ep"].get("UdpOutDatagrams", 0) + kernel["ep"].get("SctpOutUnorderChunks", 0)
         st = ep.status()
+        ep_drops = {k: v for k, v in st["drops"].items() if v}
+        acct = lg_account(lg, ep_drops)
         relayed = lg["sent"] + lg["replies"]
         per_s = relayed / duration if duration else 0
         row = {
-            "homes": n, "admitted": lg["admitted"], "admit_s": lg["admit_s"],
+            "homes": n, "duration_s": duration, "admitted": lg["admitted"], "admit_s": lg["admit_s"],
             "sent": lg["sent"], "replies": lg["replies"],
             "alarms": f"{lg['alarm_replies']}/{lg['alarms_sent']}",
             "send_blocked": lg["send_blocked"],
@@ -237,12 +246,50 @@ def telemetry_run(topo, n: int, procs: int, duration: float) -> dict:
             "loadgen_drain_s": lg.get("drain_s"),
             "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"], "loadgen_max_lag_ms": lg.get("max_lag_ms"),
             "ep_rss_kib": sampler.max_rss, "ep_fds": sampler.max_fds, "ep_nofile": nofile(pid),
-            "ep_drops": {k: v for k, v in st["drops"].items() if v},
+            "ep_drops": ep_drops, "acct": acct, "dup_replies": lg["dup_replies"],
             "flows_total": st.get("flows_total"), "kernel": kernel, "retries": lg.get("retries", 0),
         }
         return row
     finally:
         ep.stop()
+
+
+def lg_account(lg: dict, ep_drops: dict | None = None) -> dict:
+    """The generator's result accounted for: its kernel's PR-SCTP counters (the events
+    are a subset: Linux sends SEND_FAILED for unsent messages only)."""
+    a = account(lg["sent"], lg["replies"], max(lg["kernel_abandoned_sent"], lg["abandoned_sent"]),
+                max(lg["kernel_abandoned_unsent"], lg["abandoned_unsent"]), ep_drops)
+    a["send_failed_events"] = {"sent": lg["abandoned_sent"], "unsent": lg["abandoned_unsent"]}
+    return a
+
+
+def ceiling_run(topo, n: int, procs: int, duration: float) -> dict:
+    """The same telemetry straight to an SCTP echo in the endpoint namespace (no haig):
+    what the generator and the emulator carry on their own."""
+    mib0 = {ns: mib(getattr(topo, ns)) for ns in ("gw", "ep", "server")}
+    lg = loadgen(topo, "--mode", "raw", "--homes", str(n), "--procs", str(procs), "--duration", str(duration),
+                 "--rate", str(RATE), "--size", "200", "--admit-timeout", "300", "--sources", HOME_SOURCES,
+                 timeout=duration + 900, port=RAW_ECHO_PORT)
+    kernel = mib_delta(topo, mib0)
+    acct = lg_account(lg)
+    row = {"homes": n, "duration_s": duration, "admitted": lg["admitted"], "offered_per_s": round(n * RATE, 1),
+           "achieved_per_s": round(lg["sent"] / duration, 1), "replied_per_s": round(lg["replies"] / duration, 1),
+           "rtt_ms": lg["rtt_ms"], "loadgen_cpu_s": lg["cpu_s"], "loadgen_max_lag_ms": lg.get("max_lag_ms"),
+           "acct": acct, "dup_replies": lg["dup_replies"], "kernel": kernel}
+    print(f"  ceiling N={n}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def print_acct(rows: list[dict], what: str) -> None:
+    """Every datagram sent: replied, lost with a counted reason, or uncounted."""
+    print(f"{what}: {'N':>5} {'sent':>7} {'replied':>7} {'counted':>7} {'uncounted':>9} {'repl/s':>7}"
+          f" {'p50':>7} {'p99':>7}  lost by reason")
+    for r in rows:
+        a, rtt = r["acct"], r["rtt_ms"]
+        f = lambda x: f"{x:7.1f}" if x is not None else "      -"  # noqa: E731
+        print(f"{'':>{len(what)}}  {r['homes']:>5} {a['sent']:>7} {a['replied']:>7} {a['counted_lost']:>7}"
+              f" {a['uncounted']:>9} {a['replied'] / r['duration_s']:7.1f} {f(rtt['p50'])} {f(rtt['p99'])}"
+              f"  {a['lost_by_reason']}", flush=True)
 
 
 def print_rows(rows: list[dict], base_rtt: dict | None) -> None:
@@ -364,7 +411,7 @@ def privilege_check(topo, out: dict) -> None:
 
 def main(argv: list[str]) -> int:
     ns_ = [10, 100, 1000]
-    duration, procs, do_abuse, do_scale = DURATION, 2, True, True
+    duration, procs, do_abuse, do_scale, do_ceiling = DURATION, 2, True, True, False
     for a in argv:
         if a.startswith("--n="):
             ns_ = [int(x) for x in a[4:].split(",") if x]
@@ -377,6 +424,10 @@ def main(argv: list[str]) -> int:
             do_abuse = "--abuse" in argv
         elif a == "--no-abuse":
             do_abuse = False
+        elif a == "--ceiling":  # also the generator's own ceiling (no haig), each N
+            do_ceiling = True
+        elif a == "--ceiling-only":
+            do_ceiling, do_scale, do_abuse = True, False, False
         elif a == "--raise-nofile":
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the endpoint
@@ -390,9 +441,21 @@ def main(argv: list[str]) -> int:
     topo.ep.sysctl("net.sctp.sndbuf_policy", 1)
     echo = Proc(topo.server, [sys.executable, "-m", "tests.testbed.loadgen", "--echo",
                               ",".join(f"0.0.0.0:{p}" for p in ECHO_PORTS)], "echo").start()
+    raw_echo = Proc(topo.ep, [sys.executable, "-m", "tests.testbed.loadgen", "--sctp-echo",
+                              f"{topo.links[MAIN].ep_addr}:{RAW_ECHO_PORT}"], "sctp-echo").start()
     out: dict = {"rows": []}
     try:
         time.sleep(1.0)
+        if do_ceiling:
+            print("\n== ceiling: the generator straight to an SCTP echo, no haig", flush=True)
+            crows = []
+            for n in ns_:
+                try:
+                    crows.append(ceiling_run(topo, n, procs, duration))
+                except Exception as e:
+                    print(f"ceiling N={n} failed: {e}", flush=True)
+            print_acct(crows, "ceiling")
+            out["ceiling"] = crows
         if do_scale:
             base = telemetry_run(topo, 1, 1, min(duration, 10.0))
             print("baseline (N=1):", json.dumps(base["rtt_ms"]), flush=True)
@@ -412,6 +475,9 @@ def main(argv: list[str]) -> int:
                           flush=True)
             print("\n== scale summary")
             print_rows(rows, base["rtt_ms"])
+            print_acct(rows, "haig")
+            if out.get("ceiling"):
+                print_acct(out["ceiling"], "ceiling")
             out["rows"] = rows
             per = [(r["homes"], r["ep_cpu_ms_per_1000_relayed"]) for r in rows if r.get("ep_cpu_ms_per_1000_relayed")]
             if per:
@@ -421,6 +487,15 @@ def main(argv: list[str]) -> int:
                 print(f"in this VM one core saturates at about N = {sat_n:.0f} homes ({cost:.1f} ms endpoint"
                       f" CPU per 1,000 datagrams it relayed at N = {n_}, {2 * RATE:g} datagrams/s per home)")
                 out["saturation_homes"] = round(sat_n)
+            # the same from the load window only (the whole run includes start-up and
+            # admission, which dominate a short run)
+            win = [(r["homes"], r["ep_cpu_ms_per_1000"]) for r in rows if r.get("ep_cpu_ms_per_1000")]
+            if win:
+                n_, cost = win[-1]
+                sat_w = 1000.0 / (cost / 1000.0 * 2 * RATE)
+                print(f"from the load window alone: {cost:.1f} ms per 1,000 datagrams at N = {n_},"
+                      f" one core at about N = {sat_w:.0f} homes")
+                out["saturation_homes_load_window"] = round(sat_w)
         if do_abuse:
             print("\n== abuse")
             abuse(topo, out)
@@ -428,6 +503,7 @@ def main(argv: list[str]) -> int:
             privilege_check(topo, out)
     finally:
         echo.stop()
+        raw_echo.stop()
         topo.teardown()
     try:
         d = Path("artifacts/bench")

@@ -13,6 +13,16 @@ Modes (`--mode`):
 * unauth    — open N associations and never say HELLO (a scanner holding sessions).
 * unknown   — open N associations and say HELLO with ids the endpoint does not know.
 * flows     — admit home 0 and open `--flows` distinct flows from it (fd exhaustion).
+* raw       — no haig: telemetry as above straight to an SCTP echo (`--sctp-echo`,
+  which sends every message back on its association), no admission. The generator's
+  and the emulator's own ceiling, to set the haig rows against.
+
+Accounting: every datagram sent is either replied to or, when the generator's kernel
+gave up on it (its PR-SCTP lifetime of 1 s ran out), counted as abandoned — never on
+the wire, or after it was — from the kernel's per-stream counters read before each
+close (SCTP_PR_STREAM_STATUS; SCTP_SEND_FAILED_EVENT, also counted, comes only for the
+unsent ones on Linux); `account()` adds the endpoint's drops by reason and calls the
+rest uncounted.
 
 Sources: real homes come from many addresses, and the endpoint sheds more than
 PENDING_PER_SOURCE unadmitted associations per source address. With `--sources CIDR`
@@ -49,11 +59,13 @@ from haig.adapters import sctp_io, sctp_opts
 from haig.core import wire
 from haig.core.endpoint_session import PENDING_MAX, PENDING_PER_SOURCE
 from haig.relay import sctp_driver
+from haig.relay.common import grow_rcvbuf
 
 SERVICES = ("ecg", "alarm")
 ECG, ALARM = 0, 1
 PAYLOAD = struct.Struct("!IIQ")  # home index, message number, send time (ns, monotonic)
 TICK = 0.01
+DATA_STREAMS = (1, 2)  # the ecg flow (1) and the alarm flow (2), on stream flow % 16
 DRAIN_QUIET, DRAIN_MAX = 2.0, 30.0  # s: how the generator waits for the last replies
 
 
@@ -86,6 +98,15 @@ class Stats:
     send_blocked: int = 0
     replies: int = 0
     alarm_replies: int = 0
+    dup_replies: int = 0  # a (home, message) answered more than once (not in `replies`)
+    abandoned_sent: int = 0  # SEND_FAILED after it had been on the wire
+    abandoned_unsent: int = 0  # ... never on the wire (the generator's own backlog)
+    # The kernel's own PR-SCTP counters of the same, read per association before the
+    # close: a message abandoned after it was sent gets no SEND_FAILED event on Linux
+    # (outqueue.c drops it silently), so only these count those.
+    kernel_abandoned_sent: int = 0
+    kernel_abandoned_unsent: int = 0
+    seen: set = field(default_factory=set)  # (home, message number) replied to
     rtt_us: list[int] = field(default_factory=list)
     admit_s: float | None = None
     cpu_s: float = 0.0
@@ -112,19 +133,72 @@ def source_of(sources: str | None, index: int) -> str | None:
     return str(net[index + 1])
 
 
-def _open(connect: tuple[str, int], source: str | None = None) -> socket.socket:
+def _open(connect: tuple[str, int], source: str | None = None, blocking: bool = False) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     sctp_opts.set_initmsg(s, 16, 16)
     sctp_opts.set_nodelay(s)  # as the gateway does: no Nagle-style hold of small messages
     sctp_opts.enable_auth(s)  # and SCTP-AUTH (the endpoint's require_auth refuses a home without)
-    s.setblocking(False)
+    sctp_io.subscribe(s, events=(sctp_io.SCTP_SEND_FAILED_EVENT,))  # count what the kernel abandons
     if source is not None:
         s.bind((source, 0))  # one address per home: its INIT lists only this one
+    if blocking:  # raw mode: nothing to admit, sending starts once the association is up
+        s.connect(connect)
+        s.setblocking(False)
+        return s
+    s.setblocking(False)
     try:
         s.connect(connect)
     except BlockingIOError:
         pass
     return s
+
+
+def account(sent: int, replied: int, abandoned_sent: int, abandoned_unsent: int,
+            ep_drops: dict[str, int] | None = None) -> dict:
+    """Where every datagram went: replied, or lost with a reason (the generator's
+    kernel abandoned it; the endpoint dropped it, by its reason), or uncounted.
+    Negative uncounted = counted twice (or drops from outside the load window)."""
+    lost = {"abandoned_sent": abandoned_sent, "abandoned_unsent": abandoned_unsent}
+    lost.update({f"ep_{k}": v for k, v in (ep_drops or {}).items()})
+    lost = {k: v for k, v in lost.items() if v}
+    counted = sum(lost.values())
+    return {"sent": sent, "replied": replied, "counted_lost": counted, "lost_by_reason": lost,
+            "uncounted": sent - replied - counted}
+
+
+def on_send_failed(st: Stats, ev: sctp_io.SendFailed) -> None:
+    """One of our messages the kernel gave up on (only DATA we sent is ours to count)."""
+    try:
+        if wire.msg_type(ev.data) != wire.DATA:
+            return
+    except wire.WireError:
+        return
+    if ev.sent:
+        st.abandoned_sent += 1
+    else:
+        st.abandoned_unsent += 1
+
+
+def read_abandoned(h: Home, st: Stats) -> None:
+    """Add the kernel's PR-SCTP abandonment counters of home `h`'s data streams."""
+    for stream in DATA_STREAMS:
+        try:
+            unsent, sent = sctp_opts.get_abandoned(h.sock, 0, stream)
+        except OSError:
+            continue
+        st.kernel_abandoned_unsent += unsent
+        st.kernel_abandoned_sent += sent
+
+
+def on_reply(st: Stats, index: int, seq: int) -> bool:
+    """Count a reply once per (home, message); False for a duplicate."""
+    key = (index, seq)
+    if key in st.seen:
+        st.dup_replies += 1
+        return False
+    st.seen.add(key)
+    st.replies += 1
+    return True
 
 
 def _set(h: Home, state: str, mode: str, st: Stats) -> None:
@@ -168,9 +242,12 @@ def _on_message(h: Home, msg: bytes, mode: str, st: Stats, now_ns: int) -> None:
     elif typ == wire.DATA:
         d = wire.decode_data(msg)
         if len(d.payload) >= PAYLOAD.size:
-            _, _, t_ns = PAYLOAD.unpack_from(d.payload)
+            idx, seq, t_ns = PAYLOAD.unpack_from(d.payload)
+            if not on_reply(st, idx, seq):
+                return
             st.rtt_us.append((now_ns - t_ns) // 1000)
-        st.replies += 1
+        else:
+            st.replies += 1
         if d.service == ALARM:
             st.alarm_replies += 1
 
@@ -204,6 +281,7 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     # the workers); the abuse modes (unauth, unknown) open everything at once, as an
     # attacker would.
     abuse = args.mode in ("unauth", "unknown")
+    raw = args.mode == "raw"
     # With one address per home, PENDING_MAX // 8 (32) in flight keeps the endpoint
     # busy; more only stretches each one's round trip past its 3-s HELLO deadline when
     # the CPU is short (the emulator).
@@ -234,13 +312,16 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
         while todo and len(homes) - st.settled < max_pending:
             i = todo.popleft()
             try:
-                s = _open(connect, source_of(args.sources, i))
+                s = _open(connect, source_of(args.sources, i), blocking=raw)
             except OSError:
                 st.failed += 1
                 continue
             h = Home(i, s)
             homes[s.fileno()] = h
             sel.register(s, selectors.EVENT_READ)
+            if raw:  # an echo, not an endpoint: up = ready
+                _set(h, "admitted", args.mode, st)
+                st.admitted += 1
         _poll(sel, homes, args.mode, st, 0.05)
         if not todo and st.settled >= len(homes):
             break
@@ -259,7 +340,7 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
         now = time.monotonic()
         if now >= next_tick:
             max_lag = max(max_lag, now - next_tick)  # > TICK: the generator itself fell behind
-            if args.mode == "telemetry" and by_slot:
+            if args.mode in ("telemetry", "raw") and by_slot:
                 for h in by_slot[tick % period]:
                     alarm = h.sent % 100 == 99
                     _send_data(h, st, ALARM if alarm else ECG, 2 if alarm else 1, args.size, alarm)
@@ -277,17 +358,22 @@ def worker(indices: list[int], args: argparse.Namespace, out) -> None:
     # until none came for DRAIN_QUIET s — round trips are seconds under emulation —
     # and at most DRAIN_MAX s.
     t_drain = time.monotonic()
-    quiet_until, hard_end, seen = t_drain + DRAIN_QUIET, t_drain + DRAIN_MAX, st.replies
+    def heard() -> int:  # replies and abandonments: both still arrive after the sending
+        return st.replies + st.abandoned_sent + st.abandoned_unsent
+
+    quiet_until, hard_end, seen = t_drain + DRAIN_QUIET, t_drain + DRAIN_MAX, heard()
     while time.monotonic() < min(quiet_until, hard_end):
         _poll(sel, homes, args.mode, st, 0.05)
-        if st.replies != seen:
-            seen, quiet_until = st.replies, time.monotonic() + DRAIN_QUIET
+        if heard() != seen:
+            seen, quiet_until = heard(), time.monotonic() + DRAIN_QUIET
     st.drain_s = round(time.monotonic() - t_drain, 1)
     st.cpu_s = time.process_time() - cpu0
     for h in homes.values():
+        if h.state == "admitted":
+            read_abandoned(h, st)
         h.sock.close()
     d = st.__dict__.copy()
-    del d["to_retry"]
+    del d["to_retry"], d["seen"]
     d["flows_opened"] = flows_opened
     d["max_lag_ms"] = round(max_lag * 1000, 1)
     out.send(d)
@@ -318,6 +404,8 @@ def _poll(sel: selectors.BaseSelector, homes: dict[int, Home], mode: str, st: St
                     sel.unregister(h.sock)
                     break
                 _on_message(h, item.data, mode, st, time.monotonic_ns())
+            elif isinstance(item, sctp_io.SendFailed):
+                on_send_failed(st, item)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -336,7 +424,8 @@ def run(args: argparse.Namespace) -> dict:
         p.join()
     total: dict = {"homes": args.homes, "mode": args.mode, "procs": procs, "duration_s": args.duration}
     for k in ("admitted", "refused", "failed", "retries", "sent", "alarms_sent", "send_blocked", "replies",
-              "alarm_replies", "flows_opened"):
+              "alarm_replies", "flows_opened", "dup_replies", "abandoned_sent", "abandoned_unsent",
+              "kernel_abandoned_sent", "kernel_abandoned_unsent"):
         total[k] = sum(r[k] for r in results)
     total["cpu_s"] = [round(r["cpu_s"], 2) for r in results]
     total["max_lag_ms"] = max(r["max_lag_ms"] for r in results)
@@ -371,13 +460,40 @@ def echo(binds: list[tuple[str, int]]) -> None:
                     pass
 
 
+def sctp_echo(bind: tuple[str, int]) -> None:
+    """The ceiling's far side: one one-to-many SCTP socket sending every message back on
+    its association and stream (until killed). Its receive buffer is large so that it,
+    not the generator, is never the limit."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET, socket.IPPROTO_SCTP)
+    grow_rcvbuf(s, 4 << 20)
+    sctp_opts.set_initmsg(s, 16, 16)
+    sctp_opts.set_nodelay(s)
+    sctp_io.subscribe(s, events=())  # no notifications; SCTP_RCVINFO for the assoc id
+    s.bind(bind)
+    s.listen(1024)
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ)
+    while True:
+        sel.select()
+        for _ in range(64):
+            item = sctp_io.receive(s)
+            if item is None:
+                break
+            if isinstance(item, sctp_io.Received) and item.data:
+                with contextlib.suppress(OSError):
+                    sctp_io.send(s, item.data, stream=item.stream, unordered=True, ttl_ms=1000,
+                                 assoc_id=item.assoc_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--echo", help="run the echo target instead: host:port[,host:port...]")
+    ap.add_argument("--sctp-echo", help="run an SCTP echo instead (for --mode raw): host:port")
     ap.add_argument("--connect", help="endpoint host:port")
     ap.add_argument("--homes", type=int, default=10)
     ap.add_argument("--first", type=int, default=0, help="index of the first home")
-    ap.add_argument("--mode", choices=("telemetry", "unauth", "unknown", "flows"), default="telemetry")
+    ap.add_argument("--mode", choices=("telemetry", "unauth", "unknown", "flows", "raw"), default="telemetry")
     ap.add_argument("--rate", type=float, default=10.0, help="datagrams/s per home")
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--duration", type=float, default=20.0)
@@ -393,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.echo:
         echo([(h, int(p)) for h, _, p in (x.rpartition(":") for x in args.echo.split(","))])
+        return 0
+    if args.sctp_echo:
+        h, _, p = args.sctp_echo.rpartition(":")
+        sctp_echo((h, int(p)))
         return 0
     if not args.connect:
         ap.error("--connect host:port is needed (or --echo)")
