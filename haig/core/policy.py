@@ -395,8 +395,9 @@ class PathPolicy:
         if self._forced is not None:
             deadlines.append(self._forced_until)
         cur = self._paths.get(self._primary) if self._primary else None
-        if cur is not None and (end := self._pf_hold_end(cur)) is not None and end > self._now:
-            deadlines.append(end)  # the failover, exactly at the grace end
+        hold = self._pf_hold(cur) if cur is not None else None
+        if hold is not None and hold[0] + hold[1] > self._now:
+            deadlines.append(hold[0] + hold[1])  # the failover, exactly at the grace end
         return min(deadlines, default=None)
 
     # ----------------------------------------------------------------- outputs
@@ -517,14 +518,19 @@ class PathPolicy:
         """Where traffic would go if cur failed now: the best healthy other uplink."""
         return min((p for p in self._paths.values() if p.healthy and p is not cur), key=_Path.rank, default=None)
 
-    def _pf_hold_end(self, cur: _Path) -> float | None:
-        """When the PF grace of the carrying path cur ends (it is held until then), or None
-        when it is not PF or there is nowhere to go. Episode measure towards a settled
-        alternative, this PF's own towards a suspect one."""
+    def _pf_hold(self, cur: _Path) -> tuple[float, float, bool] | None:
+        """(start, grace, towards a suspect uplink) of the PF hold on the carrying path cur
+        (held until start + grace), or None when it is not PF or there is nowhere to go.
+        Episode measure towards a settled alternative, this PF's own towards a suspect one."""
         if cur.state != PF or not cur.link_up or cur.pf_since is None:
             return None
         alt = self._alternative(cur)
-        return None if alt is None else self._pf_grace_end(cur, episode=not alt.suspect)
+        if alt is None:
+            return None
+        if alt.suspect:
+            return cur.pf_since, cur.grace_pf, True
+        assert cur.pf_episode is not None
+        return cur.pf_episode, cur.grace_episode, False
 
     def _emit(self, now: float, kind: str, subject: str, old: str | None, new: str | None,
               reason: str, detail: dict[str, Any] | None = None) -> None:
@@ -595,17 +601,16 @@ class PathPolicy:
         elif healthy:
             if cur is None or not cur.healthy:
                 target = min(healthy, key=_Path.rank)
-                hold_end = self._pf_hold_end(cur) if cur is not None else None
-                if cur is not None and hold_end is not None and now < hold_end:
+                hold = self._pf_hold(cur) if cur is not None else None
+                if cur is not None and hold is not None and now < hold[0] + hold[1]:
                     # Maybe a late SACK: the kernel already sends on another active path.
                     target = cur
                 elif cur is None:
                     why = f"{target.name} is the best healthy uplink"
-                elif hold_end is not None:
-                    start = cur.pf_since if target.suspect else cur.pf_episode
-                    inside = " inside its hold-down" if target.suspect else ""
-                    grace = cur.grace_pf if target.suspect else cur.grace_episode
-                    why = (f"{cur.name} potentially failed for {now - (start or now):.2f} s "
+                elif hold is not None:
+                    start, grace, towards_suspect = hold
+                    inside = " inside its hold-down" if towards_suspect else ""
+                    why = (f"{cur.name} potentially failed for {now - start:.2f} s "
                            f"(grace {grace:.2f} s); {target.name} takes over{inside}")
                 else:
                     why = f"{cause or f'{cur.name} is {cur.state}'}; {target.name} takes over"
