@@ -153,6 +153,7 @@ class StatusModel:
         self._config = {"ok": True, "message": ""}
         self._endpoint: dict[str, Any] | None = None
         self._admission: dict[str, Any] | None = None
+        self._sctp_socket: dict[str, Any] | None = None
 
     # -- change tracking -------------------------------------------------------
 
@@ -323,6 +324,16 @@ class StatusModel:
                                "shed": int(shed), "pending": int(pending)}
             self._counters_version += 1
 
+    def set_sctp_socket(self, rcvbuf: int, asked: int, kernel: dict[str, int] | None) -> None:
+        """Endpoint role: the receive buffer the kernel granted the shared SCTP socket
+        against the one asked for (both as the kernel reports them, i.e. doubled), and the
+        namespace's SCTP counters that show a full buffer. Counters: wakes nobody."""
+        with self._lock:
+            self._sctp_socket = {"rcvbuf": int(rcvbuf), "rcvbuf_asked": int(asked),
+                                 "capped": rcvbuf < asked,
+                                 "kernel": None if kernel is None else {k: int(v) for k, v in sorted(kernel.items())}}
+            self._counters_version += 1
+
     def remove_association(self, key: str) -> None:
         with self._lock:
             if self._assocs.pop(key, None) is not None:
@@ -416,6 +427,7 @@ class StatusModel:
                 "admission": None if self._admission is None else {
                     **copy.deepcopy(self._admission),
                     "flows_refused": {r: self._drops.get(r, 0) for r in FLOW_REFUSALS}},
+                "sctp_socket": copy.deepcopy(self._sctp_socket),
             }
         snap["summary"] = summarize(snap)
         return snap

@@ -16,7 +16,7 @@ from typing import Any
 
 import sctp
 
-from haig.adapters import sctp_opts
+from haig.adapters import sctp_mib, sctp_opts
 from haig.config.model import Config
 from haig.config.validate import parse_hostport
 from haig.core import drops
@@ -181,6 +181,7 @@ class Endpoint(RoleDriver):
             self._next_flows = now + FLOWS_STATUS_INTERVAL * max(1.0, n / FLOWS_PER_STATUS_SECOND)
             self.status.set_flows(self.core.flows_view(now))
             self.status.set_admission(self.core.refusals.totals, self.core.shed, self.core.pending)
+            self.status.set_sctp_socket(self.rcvbuf, 2 * SCTP_RCVBUF, _kernel_counters())
 
     def _do(self, a: Any) -> None:
         if self.sctp is None:
@@ -332,6 +333,11 @@ def set_sctp_rcvbuf(raw: socket.socket, want: int) -> int:
     else:
         log.info("SCTP receive buffer %d KiB", got // 1024)
     return got
+
+
+def _kernel_counters() -> dict[str, int] | None:
+    mib = sctp_mib.read()
+    return None if mib is None else {k: mib.get(k, 0) for k in sctp_mib.STATUS_KEYS}
 
 
 async def _resolve(hostport: str) -> tuple[str, int]:

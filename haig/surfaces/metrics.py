@@ -27,6 +27,8 @@ Families (label `home` = gateway id on an endpoint, "endpoint" on a gateway):
   haig_pending_sheds_total                     endpoint: associations shed for too many pending
   haig_pending_sessions                        endpoint: sessions waiting for HELLO
   haig_flows_refused_total{reason}             endpoint: flow_table_full / fd_budget
+  haig_sctp_rcvbuf_bytes, haig_sctp_rcvbuf_capped  endpoint: its SCTP socket's receive buffer
+  haig_kernel_sctp_in_pkt_discards_total (...)  endpoint: the kernel's discards (full buffer)
   haig_endpoint_standby                        gateway: 1 while the standby endpoint is in use
   haig_config_ok
 """
@@ -190,6 +192,7 @@ class StatusCollector(Collector):  # type: ignore[misc,valid-type]
                     c.add_metric([subject], n)
             yield c
         yield from _admission_families(s.get("admission"))
+        yield from _sctp_socket_families(s.get("sctp_socket"))
         if s.get("endpoint"):
             yield GaugeMetricFamily("haig_endpoint_standby", "1 while the gateway uses its standby endpoint",
                                     value=1 if s["endpoint"]["in_use"] == "standby" else 0)
@@ -210,6 +213,20 @@ def _admission_families(adm: dict[str, Any] | None) -> Iterator[Any]:
     for reason, n in adm["flows_refused"].items():
         flows.add_metric([reason], n)
     yield flows
+
+
+def _sctp_socket_families(sk: dict[str, Any] | None) -> Iterator[Any]:
+    """Endpoint role: the shared SCTP socket's receive buffer, and the kernel's discards
+    that a full one causes (no haig counter can see those packets)."""
+    if not sk:
+        return
+    yield GaugeMetricFamily("haig_sctp_rcvbuf_bytes", "receive buffer of the endpoint's SCTP socket, as the kernel reports it",
+                            value=sk["rcvbuf"])
+    yield GaugeMetricFamily("haig_sctp_rcvbuf_capped", "1 if the kernel granted less receive buffer than asked (net.core.rmem_max)",
+                            value=1 if sk["capped"] else 0)
+    for name, n in sorted((sk.get("kernel") or {}).items()):
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")  # SctpInPktDiscards -> sctp_in_pkt_discards
+        yield CounterMetricFamily(f"haig_kernel_{snake}", f"the network namespace's {name} (/proc/net/sctp/snmp)", value=n)
 
 
 _registries: weakref.WeakKeyDictionary[StatusModel, Any] = weakref.WeakKeyDictionary()

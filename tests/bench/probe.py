@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from haig.adapters import sctp_io, sctp_opts
+from haig.adapters import sctp_io, sctp_mib, sctp_opts
 from tests.testbed import sctp_probe
 from tests.testbed.sctp_probe import HDR, Arrival
 from tests.testbed.topology import FALLBACK, MAIN, Topology
@@ -189,13 +189,7 @@ class StateWatch(_Loop):
 def snmp(ns) -> dict[str, int]:
     """/proc/net/sctp/snmp of a namespace (retransmission counters and friends)."""
     with ns.enter(), open("/proc/thread-self/net/sctp/snmp") as f:
-        out = f.read()
-    vals = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            vals[parts[0]] = int(parts[1])
-    return vals
+        return sctp_mib.parse(f.read())
 
 
 def snmp_diff(before: dict[str, int], after: dict[str, int], keys=("SctpT3Retransmits", "SctpPmtudRetransmits",

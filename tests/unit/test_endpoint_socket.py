@@ -88,3 +88,43 @@ def test_a_buffer_capped_by_rmem_max_is_said_so(monkeypatch, caplog):
     assert got < 2 * endpoint.SCTP_RCVBUF
     warn = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warn) == 1 and "rmem_max" in warn[0].getMessage()
+
+
+def test_status_and_metrics_show_the_granted_buffer_and_the_kernels_discards(monkeypatch, tmp_path):
+    """What was only in the log at start is in status (and /metrics) for operators: the
+    granted size, whether it is capped, and the kernel's discards, which no haig counter
+    can see (the packets never reach the socket)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from haig.surfaces.api import create_app
+    from tests.unit.surfaces_support import STATUS, assert_valid
+
+    snmp = tmp_path / "snmp"
+    snmp.write_text("SctpCurrEstab 3\nSctpInPktDiscards 1245\nSctpInDataChunkDiscards 7\nSctpT3RtxExpireds 2\n")
+    monkeypatch.setattr(endpoint.sctp_mib, "SNMP_PATH", str(snmp))
+    e, _ = _bind(monkeypatch)
+    try:
+        e.status.set_sctp_socket(256 << 10, 2 * endpoint.SCTP_RCVBUF, None)  # as if capped ...
+        assert e.status.snapshot(0.0)["sctp_socket"]["capped"] is True
+        e._on_timer()  # ... then the endpoint's own report replaces it
+        snap = e.status.snapshot(0.0)
+        assert_valid(STATUS, snap)
+        sk = snap["sctp_socket"]
+        assert sk["rcvbuf"] == e.rcvbuf and sk["rcvbuf_asked"] == 2 * endpoint.SCTP_RCVBUF
+        assert sk["capped"] is (e.rcvbuf < 2 * endpoint.SCTP_RCVBUF)
+        assert sk["kernel"] == {"SctpInPktDiscards": 1245, "SctpInDataChunkDiscards": 7, "SctpT3RtxExpireds": 2}
+        fams = {f.name: f for f in text_string_to_metric_families(
+            create_app(e.status).test_client().get("/metrics").data.decode())}
+        assert fams["haig_sctp_rcvbuf_bytes"].samples[0].value == e.rcvbuf
+        assert fams["haig_kernel_sctp_in_pkt_discards"].samples[0].value == 1245
+    finally:
+        e._wrapper.close()
+
+
+def test_no_sctp_mib_is_null_not_an_error(tmp_path):
+    assert endpoint.sctp_mib.read(str(tmp_path / "absent")) is None
+    assert endpoint.sctp_mib.parse("SctpInPktDiscards 4\nnoise\nIpExt: a b\n") == {"SctpInPktDiscards": 4}
+    m = StatusModel()
+    assert m.snapshot(0.0)["sctp_socket"] is None  # a gateway, or before the first report
+    m.set_sctp_socket(100, 200, None)
+    assert m.snapshot(0.0)["sctp_socket"] == {"rcvbuf": 100, "rcvbuf_asked": 200, "capped": True, "kernel": None}
